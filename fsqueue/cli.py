@@ -1,0 +1,286 @@
+"""`fsq`: a thin shell over the library. The only module that prints, exits, reads os.environ or sets up logging.
+
+Exit codes (docs/cli.md): 0 success; 1 a job did not succeed; 2 an error (bad input, bad spool, usage);
+3 `wait` timed out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fsqueue import __version__, client
+from fsqueue.errors import FsqError, WaitTimeout
+from fsqueue.manager import Manager, Settings, run
+from fsqueue.progress import Progress, RunSummary
+from fsqueue.resources import Allocation, ResourceError, local_allocation, parse_nodes_option
+from fsqueue.spool import ENV_VAR, Spool
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
+log = logging.getLogger("fsqueue")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="fsq: %(message)s",
+                        stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except WaitTimeout as error:
+        print(f"fsq: {error}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    except (FsqError, ResourceError) as error:
+        print(f"fsq: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fsq", description="fsqueue: a pilot-job engine whose only channel is a spool directory.")
+    parser.add_argument("--version", action="version", version=f"fsqueue {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--spool", help=f"spool directory (default: ${ENV_VAR})")
+        sub.set_defaults(func=func)
+        return sub
+
+    sub = command("manager", cmd_manager, "serve a spool in the foreground until stopped")
+    _resource_options(sub)
+    _manager_options(sub)
+    sub.add_argument("--drain", action="store_true", help="exit once nothing is queued, running or waiting")
+
+    sub = command("run", cmd_run, "run job files to completion with a private manager (batch mode)")
+    sub.add_argument("files", nargs="+", help="job files (JSON: one job or a list)")
+    _resource_options(sub)
+    _manager_options(sub)
+
+    sub = command("submit", cmd_submit, "submit a job file, or a command after --; prints the job ids")
+    sub.add_argument("file", nargs="?", help="job file, or - for standard input")
+    sub.add_argument("--name", help="job name (a label)")
+    sub.add_argument("--cores", type=int, help="cores on each node")
+    sub.add_argument("--nodes", type=int, help="number of nodes")
+    sub.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+
+    sub = command("status", cmd_status, "a summary of the spool, or the status of jobs")
+    sub.add_argument("refs", nargs="*", metavar="ID|NAME")
+    sub.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub = command("list", cmd_list, "one line per job")
+    sub.add_argument("--state", action="append", default=[], help="only jobs in this state (repeatable)")
+    sub.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub = command("wait", cmd_wait, "block until jobs end; exit 0 only if all succeeded")
+    sub.add_argument("refs", nargs="*", metavar="ID|NAME")
+    sub.add_argument("--all", action="store_true", help="wait until nothing is queued or running")
+    sub.add_argument("--timeout", type=float, help="give up after this many seconds (exit 3)")
+    sub.add_argument("--poll", type=float, default=1.0, help="longest pause between two looks (default 1 s)")
+
+    sub = command("cancel", cmd_cancel, "cancel jobs: queued ones at once, running ones with SIGTERM")
+    sub.add_argument("refs", nargs="+", metavar="ID|NAME")
+
+    sub = command("shutdown", cmd_shutdown, "stop the manager (running jobs are stopped), or --drain")
+    sub.add_argument("--drain", action="store_true", help="stop once the queue is empty instead")
+    return parser
+
+
+def _resource_options(sub: argparse.ArgumentParser) -> None:
+    group = sub.add_mutually_exclusive_group()
+    group.add_argument("--cores", type=int, help="cores of this machine to use (default: all it may use)")
+    group.add_argument("--nodes", help="virtual nodes for local mode, e.g. n1:4,n2:4")
+
+
+def _manager_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--poll", type=float, default=1.0, help="seconds between scans of the spool (default 1)")
+    sub.add_argument("--no-watch", action="store_true", help="find files by scanning only (no inotify)")
+    sub.add_argument("--grace", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL (default 5)")
+
+
+# -- commands ----------------------------------------------------------------------------------------
+
+
+def cmd_manager(args: argparse.Namespace) -> int:
+    spool = Spool.create(_spool_path(args))
+    manager = _manager(args, spool, drain=args.drain)
+    nodes = ", ".join(f"{n.name}:{n.cores}" for n in manager.allocation.nodes)
+    log.info("serving %s with %d cores (%s), pid %d", spool.root, manager.allocation.total_cores, nodes, os.getpid())
+    run(manager)
+    log.info("stopped: %s", _counts_line(manager.counts))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    root = args.spool or os.environ.get(ENV_VAR) or f"fsq-run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    spool = Spool.create(root)
+    ids = []
+    for path in args.files:
+        ids += client.submit(spool.root, _read_jobs(path), wd=os.getcwd())
+    manager = _manager(args, spool, drain=True)
+    progress = Progress(sys.stderr, total=len(ids), interactive=sys.stderr.isatty())
+    manager.on_change = progress.update
+    started = time.monotonic()
+    run(manager)
+    progress.close()
+    summary = RunSummary.of(manager.records.values(), time.monotonic() - started, spool.root)
+    print(summary.render(), file=sys.stderr)
+    return EXIT_OK if summary.all_succeeded else EXIT_JOB_FAILED
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if args.file and command:
+        raise FsqError("give a job file or a command after --, not both")
+    if args.file:
+        if args.name or args.cores or args.nodes:
+            raise FsqError("--name, --cores and --nodes go with a command; put them in the job file instead")
+        jobs = _read_jobs(args.file)
+    else:
+        jobs = client.command_job(command, name=args.name, cores=args.cores, nodes=args.nodes)
+    for job_id in client.submit(_spool_path(args), jobs, wd=os.getcwd()):
+        print(job_id)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    spool = _spool_path(args)
+    if not args.refs:
+        summary = client.summary(spool)
+        _emit(summary) if args.json else print(_render_summary(summary))
+        return EXIT_OK
+    documents = [doc for ref in args.refs for doc in client.status(spool, ref)]
+    missing = [ref for ref in args.refs if not any(ref in (d["id"], d.get("name")) for d in documents)]
+    if args.json:
+        _emit(documents[0] if len(documents) == 1 and len(args.refs) == 1 else documents)
+    else:
+        print("\n\n".join(_render_job(doc) for doc in documents))
+    for ref in missing:
+        print(f"fsq: no job {ref!r} in {spool} (not taken in by a manager yet?)", file=sys.stderr)
+    return EXIT_ERROR if missing else EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    documents = client.list_jobs(_spool_path(args), args.state)
+    if args.json:
+        _emit(documents)
+        return EXIT_OK
+    print(f"{'ID':16}  {'STATE':9}  {'EXIT':>4}  {'CORES':>5}  NAME")
+    for doc in documents:
+        exit_text = "-" if doc["exit_code"] is None else str(doc["exit_code"])
+        if doc.get("signal"):
+            exit_text = f"s{doc['signal']}"
+        cores = sum(len(c) for c in doc["cores"].values())
+        print(f"{doc['id']:16}  {doc['state']:9}  {exit_text:>4}  {cores:>5}  {doc.get('name') or ''}")
+    return EXIT_OK
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    spool = _spool_path(args)
+    if args.all == bool(args.refs):
+        raise FsqError("give job ids or names, or --all")
+    if args.all:
+        counts = client.wait_all(spool, timeout=args.timeout, poll_max=args.poll)
+        print(_counts_line(counts))
+        failed = sum(n for state, n in counts.items() if state != "SUCCEEDED")
+        return EXIT_JOB_FAILED if failed else EXIT_OK
+    documents = client.wait(spool, args.refs, timeout=args.timeout, poll_max=args.poll)
+    for doc in documents:
+        print(f"{doc['id']} {doc['state']}")
+    return EXIT_OK if all(doc["state"] == "SUCCEEDED" for doc in documents) else EXIT_JOB_FAILED
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    client.cancel(_spool_path(args), args.refs)
+    return EXIT_OK
+
+
+def cmd_shutdown(args: argparse.Namespace) -> int:
+    client.shutdown(_spool_path(args), drain=args.drain)
+    return EXIT_OK
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _spool_path(args: argparse.Namespace) -> str:
+    path = args.spool or os.environ.get(ENV_VAR)
+    if not path:
+        raise FsqError(f"which spool? give --spool DIR or set {ENV_VAR}")
+    return path
+
+
+def _allocation(args: argparse.Namespace) -> Allocation:
+    if args.nodes:
+        return parse_nodes_option(args.nodes)
+    return local_allocation(args.cores, os.sched_getaffinity(0))
+
+
+def _manager(args: argparse.Namespace, spool: Spool, *, drain: bool) -> Manager:
+    if args.poll < 0.05:
+        raise FsqError(f"--poll {args.poll}: at least 0.05 s, or the scans load the file server for nothing")
+    settings = Settings(poll=args.poll, grace=args.grace, drain=drain, watch=not args.no_watch)
+    identity = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    return Manager(spool, _allocation(args), settings, os.environ, identity)
+
+
+def _read_jobs(path: str) -> Any:
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as error:
+        raise FsqError(f"cannot read {path}: {error.strerror}") from error
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise FsqError(f"{path} is not valid JSON: {error}") from error
+
+
+def _emit(document: Any) -> None:
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode())
+
+
+def _counts_line(counts: Any) -> str:
+    return ", ".join(f"{state} {count}" for state, count in sorted(counts.items()) if count) or "no jobs"
+
+
+def _render_summary(summary: dict[str, Any]) -> str:
+    cores = summary["cores"]
+    lines = [
+        summary["manager"]["note"],
+        f"jobs: {_counts_line(summary['counts'])}",
+        f"cores: {cores['busy']} busy, {cores['total'] - cores['busy']} free of {cores['total']}",
+    ]
+    lines += [f"  {n['name']}: {n['busy']}/{n['cores']} busy" for n in summary["nodes"]]
+    lines.append(f"incoming: {summary['incoming']} file(s) not taken in yet")
+    return "\n".join(lines)
+
+
+def _render_job(doc: dict[str, Any]) -> str:
+    def when(value: float | None) -> str:
+        return "-" if value is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+
+    rows = [
+        ("id", doc["id"]), ("name", doc.get("name") or "-"), ("state", doc["state"]),
+        ("reason", doc.get("reason") or "-"), ("exit code", doc.get("exit_code")), ("signal", doc.get("signal")),
+        ("attempt", doc.get("attempt")), ("submitted", when(doc.get("submit_time"))),
+        ("started", when(doc.get("start_time"))), ("ended", when(doc.get("end_time"))),
+        ("nodes", ",".join(doc.get("nodes", [])) or "-"),
+        ("cores", " ".join(f"{n}:{','.join(map(str, c))}" for n, c in doc.get("cores", {}).items()) or "-"),
+        ("stdout", doc.get("stdout")), ("stderr", doc.get("stderr")),
+    ]
+    usage = doc.get("usage")
+    if usage:
+        rows.append(("usage", f"user {usage['cpu_user']:.3f} s, system {usage['cpu_system']:.3f} s, "
+                              f"peak RSS {usage['max_rss_kib']} KiB"))
+    return "\n".join(f"{key + ':':11} {'-' if value is None else value}" for key, value in rows)

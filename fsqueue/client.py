@@ -1,0 +1,209 @@
+"""The client side of the spool, for Python callers and for the CLI: submit, status, list, wait, cancel.
+
+Everything goes through the spool (fsqueue.spool); nothing here talks to a manager directly, so it all
+works from any node that sees the spool, and submitting works while no manager runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fsqueue import model
+from fsqueue.errors import FsqError, SpoolError, WaitTimeout
+from fsqueue.spool import IdMaker, Spool, is_job_id
+
+StatusDoc = dict[str, Any]
+FINAL = frozenset(state.value for state in model.FINAL_STATES)
+STALE_AFTER_INTERVALS = 3
+
+
+def submit(spool: str | os.PathLike[str], jobs: dict[str, Any] | list[dict[str, Any]], *, wd: str | None = None) -> list[str]:
+    """Validate jobs here (so that errors reach the submitter), give them ids, publish them; return the ids.
+
+    `wd` fills in the working directory of jobs that do not name one (the CLI passes its own).
+    """
+    target = Spool.create(spool)
+    documents = jobs if isinstance(jobs, list) else [jobs]
+    if wd is not None:
+        documents = [doc if not isinstance(doc, dict) or "wd" in doc else {**doc, "wd": wd} for doc in documents]
+    specs = model.parse_jobs(documents if isinstance(jobs, list) else documents[0], IdMaker().many())
+    stamped = [spec.document for spec in specs] if isinstance(jobs, list) else specs[0].document
+    target.publish(target.incoming, f"{specs[0].id}.json", orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE))
+    return [spec.id for spec in specs]
+
+
+def command_job(argv: Sequence[str], *, name: str | None = None, cores: int | None = None,
+                nodes: int | None = None) -> dict[str, Any]:
+    """The job for `fsq submit [--name N] [--cores C] [--nodes K] -- CMD ARGS...`."""
+    if not argv:
+        raise FsqError("nothing to run: give a command after --")
+    job: dict[str, Any] = {"exec": argv[0], "args": list(argv[1:])}
+    if name is not None:
+        job["name"] = name
+    resources = {key: value for key, value in (("cores", cores), ("nodes", nodes)) if value is not None}
+    if resources:
+        job["resources"] = resources
+    return job
+
+
+def status(spool: str | os.PathLike[str], ref: str) -> list[StatusDoc]:
+    """The status documents of job `ref` (an id, or a name that may belong to several jobs)."""
+    target = Spool.existing(spool)
+    if is_job_id(ref):
+        document = target.read_status(ref)
+        return [document] if document else []
+    return [doc for doc in _all_status(target) if doc.get("name") == ref]
+
+
+def list_jobs(spool: str | os.PathLike[str], states: Iterable[str] = ()) -> list[StatusDoc]:
+    wanted = {state.upper() for state in states}
+    return [doc for doc in _all_status(Spool.existing(spool)) if not wanted or doc.get("state") in wanted]
+
+
+def _all_status(target: Spool) -> list[StatusDoc]:
+    documents = (target.read_status(job_id) for job_id in target.status_ids())
+    return [doc for doc in documents if doc]
+
+
+@dataclass(frozen=True)
+class ManagerView:
+    info: dict[str, Any] | None
+    alive: bool
+    note: str  # one line for people: "serving since ...", "not running since ..."
+
+
+def manager(spool: str | os.PathLike[str], now: float | None = None) -> ManagerView:
+    """Who serves the spool, judged by the heartbeat's age (clocks of two nodes may differ a little)."""
+    info = Spool.existing(spool).read_manager_info()
+    now = time.time() if now is None else now
+    if not info:
+        return ManagerView(None, False, "no manager has served this spool yet")
+    beat = float(info.get("heartbeat", 0))
+    stale = now - beat > STALE_AFTER_INTERVALS * float(info.get("interval", 2)) + 5
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(beat))
+    if info.get("phase") == "stopped" or stale:
+        return ManagerView(info, False, f"manager not running since {when} (last heartbeat)")
+    return ManagerView(info, True, f"manager {info.get('phase')} on {info.get('host')} pid {info.get('pid')}, heartbeat {when}")
+
+
+def summary(spool: str | os.PathLike[str]) -> dict[str, Any]:
+    """Counts per state and cores busy/free, from the manager's heartbeat; waiting files from incoming/."""
+    target = Spool.existing(spool)
+    view = manager(spool)
+    info = view.info or {}
+    nodes = info.get("nodes", [])
+    return {
+        "manager": {"alive": view.alive, "note": view.note, "host": info.get("host"), "pid": info.get("pid")},
+        "counts": info.get("counts", {}),
+        "incoming": len(target.scan(target.incoming).candidates),
+        "cores": {"total": sum(n["cores"] for n in nodes), "busy": sum(n["busy"] for n in nodes)},
+        "nodes": nodes,
+    }
+
+
+def wait(
+    spool: str | os.PathLike[str],
+    refs: Sequence[str],
+    *,
+    timeout: float | None = None,
+    poll_max: float = 1.0,
+    on_final: Callable[[StatusDoc], None] | None = None,
+) -> list[StatusDoc]:
+    """Block until every job named by `refs` (ids or names) is final; return their last status.
+
+    Polls with a back-off from 10 ms to `poll_max`, reading only the jobs not final yet. A name that
+    no status file carries yet may belong to a file the manager has not taken in: it is looked for again.
+    """
+    target = Spool.create(spool)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    final: dict[str, StatusDoc] = {}
+    pending_ids = {ref for ref in refs if is_job_id(ref)}
+    pending_names = {ref for ref in refs if not is_job_id(ref)}
+    delay = 0.01
+    while True:
+        if pending_names:
+            resolved = set()
+            for doc in _all_status(target):
+                if doc.get("name") in pending_names:
+                    pending_ids.add(doc["id"])
+                    resolved.add(doc["name"])
+            pending_names -= resolved
+        for job_id in sorted(pending_ids):
+            doc = target.read_status(job_id)
+            if doc and doc.get("state") in FINAL:
+                final[job_id] = doc
+                pending_ids.discard(job_id)
+                if on_final:
+                    on_final(doc)
+        if not pending_ids and not pending_names:
+            return [final[job_id] for job_id in sorted(final)]
+        if deadline is not None and time.monotonic() >= deadline:
+            waiting = sorted(pending_ids | pending_names)
+            raise WaitTimeout(f"timed out; still waiting for {len(waiting)} job(s): {', '.join(waiting[:5])}")
+        time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
+        delay = min(delay * 1.5, poll_max)
+
+
+def wait_all(spool: str | os.PathLike[str], *, timeout: float | None = None, poll_max: float = 1.0,
+             on_progress: Callable[[dict[str, int]], None] | None = None) -> dict[str, int]:
+    """Block until nothing is queued, running or waiting in incoming/, by the manager's own counts.
+
+    Counts are only trusted from a heartbeat written after incoming/ and claimed/ were seen empty, so a
+    file the manager took in just before is never missed.
+    """
+    target = Spool.create(spool)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        before = target.read_manager_info() or {}
+        drop_boxes_empty = not target.scan(target.incoming).candidates and not target.scan(target.claimed).candidates
+        after = _next_heartbeat(target, before, deadline, poll_max) if drop_boxes_empty else before
+        counts = (after or {}).get("counts", {})
+        if on_progress:
+            on_progress(counts)
+        if drop_boxes_empty and after and not counts.get("QUEUED") and not counts.get("RUNNING"):
+            return counts
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out with jobs still active: {counts}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, poll_max)
+
+
+def _next_heartbeat(target: Spool, before: dict[str, Any], deadline: float | None, poll_max: float) -> dict[str, Any] | None:
+    delay = 0.01
+    while True:
+        info = target.read_manager_info()
+        if info and info.get("heartbeat") != before.get("heartbeat"):
+            return info
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 1.5, poll_max)
+
+
+def cancel(spool: str | os.PathLike[str], refs: Sequence[str]) -> None:
+    """Ask the manager to cancel jobs (ids or names): queued ones end at once, running ones get SIGTERM."""
+    ids = [ref for ref in refs if is_job_id(ref)]
+    names = [ref for ref in refs if not is_job_id(ref)]
+    _request(spool, {"action": "cancel", "ids": ids, "names": names})
+
+
+def shutdown(spool: str | os.PathLike[str], *, drain: bool = False) -> None:
+    """Ask the manager to stop: now (running jobs are stopped), or once the queue is empty (`drain`)."""
+    _request(spool, {"action": "shutdown", "drain": drain})
+
+
+def _request(spool: str | os.PathLike[str], document: dict[str, Any]) -> None:
+    target = Spool.existing(spool)
+    name = f"{document['action']}-{IdMaker()()}.json"
+    target.publish(target.control, name, orjson.dumps({"version": model.FORMAT_VERSION, **document}))
+
+
+__all__ = ["submit", "status", "list_jobs", "wait", "wait_all", "cancel", "shutdown", "manager", "summary",
+           "SpoolError"]

@@ -1,0 +1,192 @@
+"""Turn files dropped into the spool into accepted submissions, control requests, or rejections.
+
+Each file is claimed by rename (so it is processed once), read with the spool's safety checks, parsed
+and validated. A bad file is moved aside with its reason and never stops the intake of the next one.
+A file that ends in the middle of its JSON may still be being written in place (a bash `>` redirect,
+or a writer on another node whose data arrives at close): it waits in claimed/ and is read again until
+`torn_grace` seconds pass without it growing, and only then rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Container, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from filelock import FileLock, Timeout
+
+from fsqueue import model
+from fsqueue.errors import InvalidJob
+from fsqueue.model import JobSpec
+from fsqueue.spool import LOCK_SUFFIX, Spool, Unsafe, is_job_id, is_submission_name
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TORN_GRACE = 10.0
+
+
+@dataclass(frozen=True)
+class Submission:
+    name: str
+    specs: list[JobSpec]
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    action: str  # "cancel" or "shutdown"
+    ids: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    drain: bool = False
+
+
+class _Torn(Exception):
+    """The file ends inside its JSON: maybe still being written."""
+
+
+class Intake:
+    def __init__(self, spool: Spool, ids: Iterator[str], torn_grace: float = DEFAULT_TORN_GRACE) -> None:
+        self._spool = spool
+        self._ids = ids
+        self._torn_grace = torn_grace
+        self._torn: dict[str, tuple[float, int]] = {}  # name in claimed/ -> (first seen, size then)
+
+    def submissions(self, now: float, scan: bool, known_ids: Container[str], limit: int) -> list[Submission]:
+        """Claim and validate up to `limit` new files (if `scan`), and retry the torn ones."""
+        names = list(self._torn)
+        if scan:
+            names += self._claim_new(self._spool.incoming, limit)
+        accepted = []
+        for name in names:
+            submission = self._process(name, now, known_ids)
+            if submission is not None:
+                accepted.append(submission)
+        return accepted
+
+    def leftovers(self) -> list[str]:
+        """Files claimed by a manager that stopped before finishing with them."""
+        return self._spool.scan(self._spool.claimed).candidates
+
+    def adopt(self, names: list[str]) -> None:
+        for name in names:
+            self._torn.setdefault(name, (float("-inf"), -1))
+
+    def next_retry(self) -> float | None:
+        return min((seen + self._torn_grace for seen, _ in self._torn.values()), default=None)
+
+    def _claim_new(self, directory: Path, limit: int) -> list[str]:
+        listing = self._spool.scan(directory)
+        claimed = []
+        for name in listing.candidates:
+            if len(claimed) >= limit:
+                break
+            if name in listing.locked and not self._claim_locked(directory, name):
+                continue
+            elif name not in listing.locked and self._spool.claim(directory, name) is None:
+                continue
+            claimed.append(name)
+        return claimed
+
+    def _claim_locked(self, directory: Path, name: str) -> bool:
+        # The courtesy lock of docs/spool.md: a writer that cannot rename holds it while writing in place.
+        lock = FileLock(directory / f".{name}{LOCK_SUFFIX}", timeout=0)
+        try:
+            with lock:
+                claimed = self._spool.claim(directory, name) is not None
+                (directory / f".{name}{LOCK_SUFFIX}").unlink(missing_ok=True)
+                return claimed
+        except Timeout:
+            return False
+
+    def _process(self, name: str, now: float, known_ids: Container[str]) -> Submission | None:
+        path = self._spool.claimed / name
+        try:
+            document = self._read(name, path, now)
+            if document is None:
+                return None
+            if self._spool.is_known_submission(name):
+                self._spool.reject(path, name, f"duplicate: a submission named {name} was already accepted; "
+                                   "use a new file name for a new submission", receipt=False)
+                return None
+            specs = model.parse_jobs(document, self._ids)
+            _check_ids(specs, known_ids)
+        except (Unsafe, InvalidJob) as error:
+            self._spool.reject(path, name, str(error))
+            return None
+        stamped = [spec.document for spec in specs] if isinstance(document, list) else specs[0].document
+        self._spool.accept(path, name, orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE))
+        return Submission(name, specs)
+
+    def _read(self, name: str, path: Path, now: float) -> Any:
+        if not is_submission_name(name):
+            raise Unsafe(f"the file name is not allowed: names match {_NAME_RULE}")
+        data = self._spool.read_request(path)
+        try:
+            document = _parse(data)
+        except _Torn:
+            first_seen, size = self._torn.get(name, (now, len(data)))
+            if size != len(data):
+                first_seen = now  # still growing: someone is writing it
+            if now - first_seen < self._torn_grace:
+                self._torn[name] = (first_seen, len(data))
+                return None
+            self._torn.pop(name, None)
+            raise Unsafe(f"incomplete JSON ({len(data)} bytes), unchanged for {self._torn_grace:g} s") from None
+        self._torn.pop(name, None)
+        return document
+
+    # -- control requests ------------------------------------------------------------------------
+    def control_requests(self) -> list[ControlRequest]:
+        """Read and remove each request in control/. Removed before it is acted on: a request is
+        carried out at most once, even if the manager dies in between (a client may ask again)."""
+        requests = []
+        for name in self._spool.scan(self._spool.control).candidates:
+            path = self._spool.control / name
+            try:
+                if not is_submission_name(name):
+                    raise Unsafe(f"the file name is not allowed: names match {_NAME_RULE}")
+                requests.append(_control(_parse(self._spool.read_request(path))))
+            except _Torn:
+                continue  # published in place and not finished yet: read it at the next scan
+            except (Unsafe, InvalidJob) as error:
+                self._spool.reject(path, name, str(error))
+                continue
+            path.unlink(missing_ok=True)
+        return requests
+
+
+_NAME_RULE = "[A-Za-z0-9_][A-Za-z0-9_.+=@,-]*.json, at most 205 characters, no '..'"
+
+
+def _parse(data: bytes) -> Any:
+    if not data.strip():
+        raise _Torn()
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        # A prefix of a valid document fails at its very end; a malformed one fails before it.
+        if error.pos >= len(data.rstrip()):
+            raise _Torn() from None
+        raise InvalidJob(f"not valid JSON: {error}") from None
+
+
+def _check_ids(specs: list[JobSpec], known_ids: Container[str]) -> None:
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.id in known_ids or spec.id in seen:
+            raise InvalidJob(f"id: duplicate job id {spec.id}; a job with this id was already submitted")
+        seen.add(spec.id)
+
+
+def _control(document: Any) -> ControlRequest:
+    if not isinstance(document, dict) or document.get("action") not in ("cancel", "shutdown"):
+        raise InvalidJob('a control request is an object with "action": "cancel" or "shutdown"')
+    unknown = set(document) - {"version", "action", "ids", "names", "drain"}
+    if unknown:
+        raise InvalidJob(f"{sorted(unknown)[0]}: unknown field in a control request")
+    ids, names = document.get("ids", []), document.get("names", [])
+    if not all(isinstance(i, str) and is_job_id(i) for i in ids) or not all(isinstance(n, str) for n in names):
+        raise InvalidJob("ids: must be a list of job ids; names: a list of strings")
+    return ControlRequest(document["action"], tuple(ids), tuple(names), bool(document.get("drain", False)))

@@ -1,0 +1,417 @@
+"""The manager: one step = intake -> control -> reap -> plan -> launch -> record; run() loops over step.
+
+Decisions come from the pure scheduler; this module carries them out and writes every transition to
+the job's status file. It sleeps on one pipe that SIGCHLD (a job ended), the directory watch (a file
+arrived on this node) and SIGTERM all write to, and wakes at least every `poll` seconds to scan the
+drop directories, because files written on other nodes raise no event here.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import logging
+import os
+import selectors
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fsqueue import model, scheduler
+from fsqueue.intake import ControlRequest, Intake, Submission
+from fsqueue.launcher import Launch, LaunchError, Launcher, LocalLauncher
+from fsqueue.model import JobRecord, JobSpec, JobState, advance
+from fsqueue.resources import Allocation
+from fsqueue.spool import IdMaker, Spool, read_json
+from fsqueue.watch import DirectoryWatch, Waker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    poll: float = 1.0  # seconds between scans of the drop directories
+    heartbeat: float = 2.0  # seconds between rewrites of manager.json when nothing changes
+    grace: float = 5.0  # seconds between SIGTERM and SIGKILL
+    drain: bool = False  # exit once nothing is queued, running or waiting in incoming/
+    watch: bool = True  # wake on inotify events for files written on this node
+    max_overtaken: int = scheduler.DEFAULT_MAX_OVERTAKEN
+    intake_batch: int = 512  # files claimed per step, so that launching goes on during a flood
+    torn_grace: float = 10.0
+    # Status files are rewritten at most this often; a job that starts and ends within one window
+    # gets one write instead of two. Times inside the files are exact whatever the window.
+    flush_window: float = 0.02
+
+
+class Phase(enum.StrEnum):
+    SERVING = "serving"
+    DRAINING = "draining"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Now:
+    wall: float  # for the records people read
+    mono: float  # for deadlines, immune to clock steps
+
+
+class Manager:
+    def __init__(
+        self,
+        spool: Spool,
+        allocation: Allocation,
+        settings: Settings,
+        base_env: Mapping[str, str],
+        identity: Mapping[str, Any],
+        launcher: Launcher | None = None,
+    ) -> None:
+        self.spool, self.allocation, self.settings = spool, allocation, settings
+        self.launcher = launcher or LocalLauncher()
+        self._base_env = dict(base_env)
+        self._identity = dict(identity)
+        self._intake = Intake(spool, IdMaker().many(), settings.torn_grace)
+        self._capacity = {node.name: node.cores for node in allocation.nodes}
+        self._pins = {node.name: node.cpu_ids for node in allocation.nodes}
+        self._free = {node.name: set(range(node.cores)) for node in allocation.nodes}
+        self.records: dict[str, JobRecord] = {}
+        self._finished_ids: set[str] = set()
+        # Queued jobs in first-come order, with what each asks of the scheduler (a dict: ordered, O(1) removal).
+        self._queue: dict[str, scheduler.Request] = {}
+        self._kill_at: dict[str, float] = {}
+        self._stop_reason: dict[str, str] = {}
+        self._dirty: set[str] = set()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.phase = Phase.DRAINING if settings.drain else Phase.SERVING
+        self._next_scan = 0.0
+        self._next_flush = 0.0
+        self._next_info = 0.0
+        self._info_changed = True
+        self._idle_scans = 0
+        self._plan_needed = True
+        self._started = time.time()
+        self.on_change: Callable[[JobRecord], None] | None = None
+
+    # -- start-up ----------------------------------------------------------------------------------
+    def recover(self, now: Now) -> None:
+        """Take up the spool as a previous manager left it: accepted jobs that have not finished are queued."""
+        for name in self.spool.scan(self.spool.accepted).candidates:
+            document = read_json(self.spool.accepted / name)
+            for spec in model.accepted_specs(document):
+                self._recover_job(spec, name, now)
+        self._intake.adopt(self._intake.leftovers())
+
+    def _recover_job(self, spec: JobSpec, submission: str, now: Now) -> None:
+        status = self.spool.read_status(spec.id) or {}
+        state = JobState(status["state"]) if status.get("state") in JobState.__members__ else None
+        if state is not None and state.is_final:
+            self._finished_ids.add(spec.id)
+            self.counts[state] += 1
+            return
+        # Restoring what the status file says, not a transition: the transition comes next.
+        record = dataclasses.replace(
+            self._new_record(spec, submission, status.get("submit_time") or now.wall),
+            state=state, seq=status.get("seq", 0), attempt=status.get("attempt", 1),
+        )
+        if state == JobState.RUNNING:
+            # Local children of a manager that was killed are orphans now; we cannot wait for them, so
+            # the job runs again (at-least-once, docs/spool.md).
+            record = advance(record, JobState.QUEUED, attempt=record.attempt + 1, placement=None,
+                             reason=f"attempt {record.attempt} was interrupted when its manager stopped")
+        elif state is None:
+            record = advance(record, JobState.QUEUED)
+        self._set(record)
+        self._queue[spec.id] = _request(spec)
+
+    # -- one step ----------------------------------------------------------------------------------
+    def step(self, now: Now, woken_by_event: bool = False) -> None:
+        # Draining and idle: look once more right away rather than at the next poll, then exit.
+        settle = self.phase == Phase.DRAINING and not self._queue and self.launcher_idle and not self._idle_scans
+        scan = woken_by_event or settle or now.mono >= self._next_scan
+        if scan:
+            self._next_scan = now.mono + self.settings.poll
+            for request in self._intake.control_requests():
+                self._control(request, now)
+        if self.phase in (Phase.SERVING, Phase.DRAINING):
+            submissions = self._intake.submissions(now.mono, scan, self, self.settings.intake_batch)
+            for submission in submissions:
+                self._admit(submission, now)
+            if scan:
+                self._idle_scans = 0 if submissions else self._idle_scans + 1
+        self._reap(now)
+        if self.phase in (Phase.SERVING, Phase.DRAINING) and self._plan_needed:
+            self._schedule(now)
+        self._escalate(now)
+        self._flush(now)
+
+    def __contains__(self, job_id: object) -> bool:  # the set of ids already in use, for intake
+        return job_id in self.records or job_id in self._finished_ids
+
+    @property
+    def running(self) -> int:
+        return sum(1 for _ in self._running_ids())
+
+    def _running_ids(self) -> Any:
+        return (job_id for job_id in self.records if self.records[job_id].state == JobState.RUNNING)
+
+    @property
+    def finished(self) -> bool:
+        if self.phase == Phase.STOPPING:
+            return not self._kill_at and not any(True for _ in self._running_ids())
+        if self.phase == Phase.DRAINING:
+            return not self._queue and self.launcher_idle and self._idle_scans >= 1 and self._intake.next_retry() is None
+        return False
+
+    @property
+    def launcher_idle(self) -> bool:
+        return not any(True for _ in self._running_ids())
+
+    def stop(self, why: str) -> None:
+        """No new launches; running jobs get SIGTERM now and SIGKILL after the grace period."""
+        if self.phase == Phase.STOPPING:
+            return
+        log.info("stopping: %s", why)
+        self.phase = Phase.STOPPING
+        self._info_changed = True
+        deadline = time.monotonic() + self.settings.grace
+        for job_id in list(self._running_ids()):
+            self._terminate(job_id, f"stopped by manager shutdown ({why})", deadline)
+
+    def drain(self) -> None:
+        if self.phase == Phase.SERVING:
+            self.phase = Phase.DRAINING
+            self._info_changed = True
+
+    # -- intake ------------------------------------------------------------------------------------
+    def _admit(self, submission: Submission, now: Now) -> None:
+        ids = []
+        for spec in submission.specs:
+            record = self._new_record(spec, submission.name, now.wall)
+            request = _request(spec)
+            reason = scheduler.never_fits(request, self._capacity)
+            if reason:
+                self._set(advance(record, JobState.REJECTED, reason=reason, end_time=now.wall))
+            else:
+                self._set(advance(record, JobState.QUEUED))
+                self._queue[spec.id] = request
+                self._plan_needed = True
+            ids.append(spec.id)
+        self.spool.write_receipt(submission.name, {"state": "ACCEPTED", "ids": ids})
+
+    def _new_record(self, spec: JobSpec, submission: str, submit_time: float) -> JobRecord:
+        return JobRecord(
+            spec=spec,
+            submission=submission,
+            submit_time=submit_time,
+            stdout=_absolute(spec.stdout, spec.wd) if spec.stdout else str(self.spool.default_output(spec.id, "stdout")),
+            stderr=_absolute(spec.stderr, spec.wd) if spec.stderr else str(self.spool.default_output(spec.id, "stderr")),
+        )
+
+    def _control(self, request: ControlRequest, now: Now) -> None:
+        if request.action == "shutdown":
+            self.drain() if request.drain else self.stop("fsq shutdown")
+            return
+        wanted = set(request.ids) | {
+            job_id for job_id, record in self.records.items() if record.spec.name in request.names
+        }
+        for job_id in wanted:
+            self._cancel(job_id, now)
+
+    def _cancel(self, job_id: str, now: Now) -> None:
+        record = self.records.get(job_id)
+        if record is None or record.state is None or record.state.is_final:
+            return
+        if record.state == JobState.QUEUED:
+            self._queue.pop(job_id, None)
+            self._set(advance(record, JobState.CANCELED, reason="canceled by request", end_time=now.wall))
+        elif job_id not in self._kill_at:
+            self._terminate(job_id, "canceled by request", now.mono + self.settings.grace)
+
+    def _terminate(self, job_id: str, reason: str, kill_deadline: float) -> None:
+        self._stop_reason[job_id] = reason
+        self._kill_at[job_id] = kill_deadline
+        self.launcher.signal(job_id, signal.SIGTERM)
+
+    def _escalate(self, now: Now) -> None:
+        for job_id, deadline in list(self._kill_at.items()):
+            if now.mono >= deadline:
+                self.launcher.signal(job_id, signal.SIGKILL)
+                self._kill_at[job_id] = float("inf")
+
+    # -- running -----------------------------------------------------------------------------------
+    def _reap(self, now: Now) -> None:
+        for exit in self.launcher.reap():
+            record = self.records[exit.job_id]
+            self._release(record)
+            self._kill_at.pop(exit.job_id, None)
+            stopped = self._stop_reason.pop(exit.job_id, None)
+            if stopped:
+                state, reason = JobState.CANCELED, stopped
+            elif exit.exit_code == 0:
+                state, reason = JobState.SUCCEEDED, None
+            else:
+                state = JobState.FAILED
+                reason = f"exit code {exit.exit_code}" if exit.signal is None else f"killed by signal {exit.signal}"
+            self._set(advance(record, state, exit_code=exit.exit_code, signal=exit.signal, reason=reason,
+                              usage=exit.usage, end_time=now.wall))
+            self._plan_needed = True
+
+    def _release(self, record: JobRecord) -> None:
+        if record.placement:
+            for node, cores in record.placement.cores:
+                self._free[node].update(cores)
+
+    def _schedule(self, now: Now) -> None:
+        self._plan_needed = False
+        free = {node: sorted(cores) for node, cores in self._free.items()}
+        # The scheduler stops reading the queue once no core is left, so hand it the queue as it is.
+        plan = scheduler.plan(self._queue.values(), free, self._capacity, self.settings.max_overtaken)
+        for job_id in plan.overtaken:
+            request = self._queue[job_id]
+            self._queue[job_id] = dataclasses.replace(request, overtaken=request.overtaken + 1)
+        for job_id, placement in plan.placements:
+            self._launch(self.records[job_id], placement, now)
+
+    def _launch(self, record: JobRecord, placement: model.Placement, now: Now) -> None:
+        job_id = record.spec.id
+        del self._queue[job_id]
+        try:
+            self.launcher.start(self._launch_of(record, placement))
+        except LaunchError as error:
+            self._set(advance(record, JobState.FAILED, reason=str(error), end_time=now.wall))
+            return
+        for node, cores in placement.cores:
+            self._free[node].difference_update(cores)
+        self._set(advance(record, JobState.RUNNING, placement=placement, start_time=now.wall, reason=None))
+
+    def _launch_of(self, record: JobRecord, placement: model.Placement) -> Launch:
+        spec = record.spec
+        per_node = len(placement.cores[0][1])
+        env = dict(self._base_env)
+        env.update(spec.env)
+        env.update(
+            FSQ_JOB_ID=spec.id,
+            FSQ_JOB_NAME=spec.name or "",
+            FSQ_ATTEMPT=str(record.attempt),
+            FSQ_SPOOL=str(self.spool.root),
+            FSQ_NODES=",".join(placement.nodes),
+            FSQ_CORES=" ".join(f"{node}:{','.join(map(str, cores))}" for node, cores in placement.cores),
+            FSQ_NUM_NODES=str(len(placement.cores)),
+            FSQ_CORES_PER_NODE=str(per_node),
+            FSQ_NUM_CORES=str(placement.total_cores),
+            OMP_NUM_THREADS=str(per_node),
+        )
+        node, cores = placement.cores[0]
+        pins = self._pins.get(node)
+        cpus = frozenset(pins[core] for core in cores) if pins is not None and len(placement.cores) == 1 else None
+        return Launch(spec.id, spec.argv, env, spec.wd, spec.stdin, record.stdout, record.stderr, cpus)
+
+    # -- records -----------------------------------------------------------------------------------
+    def _set(self, record: JobRecord) -> None:
+        old = self.records.get(record.spec.id)
+        if old is not None and old.state is not None:
+            self.counts[old.state] -= 1
+        self.counts[record.state] += 1
+        self.records[record.spec.id] = record
+        self._dirty.add(record.spec.id)
+        self._info_changed = True
+        if self.on_change is not None:
+            self.on_change(record)
+
+    def _flush(self, now: Now, force: bool = False) -> None:
+        if self._dirty and (force or now.mono >= self._next_flush):
+            self._next_flush = now.mono + self.settings.flush_window
+            for job_id in self._dirty:
+                self.spool.write_status(job_id, model.status_document(self.records[job_id], self._identity))
+            self._dirty.clear()
+        if now.mono >= self._next_info or (self._info_changed and now.mono >= self._next_info - self.settings.heartbeat + 0.5):
+            self.write_info(now)
+
+    def finish(self, now: Now) -> None:
+        self._flush(now, force=True)
+        self.write_info(now)
+
+    def write_info(self, now: Now) -> None:
+        self._next_info = now.mono + self.settings.heartbeat
+        self._info_changed = False
+        busy = {node: self._capacity[node] - len(free) for node, free in self._free.items()}
+        self.spool.write_manager_info({
+            "version": model.FORMAT_VERSION,
+            **self._identity,
+            "phase": str(self.phase),
+            "started": self._started,
+            "heartbeat": now.wall,
+            "interval": self.settings.heartbeat,
+            "poll": self.settings.poll,
+            "nodes": [{"name": n.name, "cores": n.cores, "busy": busy[n.name]} for n in self.allocation.nodes],
+            "counts": {str(state): count for state, count in self.counts.items() if count},
+        })
+
+    def next_deadline(self) -> float:
+        deadlines = [self._next_scan, self._next_info]
+        if self._dirty:
+            deadlines.append(self._next_flush)
+        deadlines += [d for d in self._kill_at.values() if d != float("inf")]
+        retry = self._intake.next_retry()
+        if retry is not None:
+            deadlines.append(min(retry, time.monotonic() + self.settings.poll))
+        return min(deadlines)
+
+
+def _request(spec: JobSpec) -> scheduler.Request:
+    return scheduler.Request(spec.id, spec.cores, spec.nodes)
+
+
+def _absolute(path: str, wd: str | None) -> str:
+    return path if os.path.isabs(path) or not wd else os.path.join(wd, path)
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+
+def run(manager: Manager, *, stop_signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    """Serve until stopped (SIGTERM, SIGINT, `fsq shutdown`) or, in drain mode, until idle."""
+    waker = Waker()
+    watch = DirectoryWatch([manager.spool.incoming, manager.spool.control], waker) if manager.settings.watch else None
+    received: list[int] = []
+
+    def on_stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, on_stop) for signum in stop_signals}
+    previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda *_: None)
+    old_wakeup = signal.set_wakeup_fd(waker.write_fd, warn_on_full_buffer=False)
+    selector = selectors.DefaultSelector()
+    selector.register(waker.read_fd, selectors.EVENT_READ)
+    try:
+        if watch:
+            watch.start()
+        manager.recover(_now())
+        woken_by_event = True
+        while True:
+            if received and manager.phase != Phase.STOPPING:
+                manager.stop(signal.Signals(received[-1]).name)
+            manager.step(_now(), woken_by_event)
+            if manager.finished:
+                break
+            timeout = max(0.0, manager.next_deadline() - time.monotonic())
+            woken_by_event = False
+            if selector.select(timeout):
+                woken_by_event = b"\0" in waker.drain()
+        manager.phase = Phase.STOPPED
+        manager.finish(_now())
+    finally:
+        if watch:
+            watch.stop()
+        signal.set_wakeup_fd(old_wakeup)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        selector.close()
+        waker.close()
+
+
+def _now() -> Now:
+    return Now(time.time(), time.monotonic())

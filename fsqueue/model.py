@@ -1,0 +1,351 @@
+"""Jobs as data: the validated job description, the job states and the one table of allowed transitions.
+
+Pure: no I/O beyond reading the JSON Schema shipped in the package, no clock (times are passed in).
+The state strings are exactly what status files carry on disk (docs/spool.md, docs/job-format.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import importlib.resources
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+import orjson
+
+from fsqueue.errors import InvalidJob
+
+FORMAT_VERSION = 1
+MAX_JOBS_PER_FILE = 100_000
+MAX_ERRORS_SHOWN = 5
+
+# A name is a label: printable, no path separators, no "..", no leading dot, so that no
+# tool that carelessly joins it to a directory can escape (the spool itself never does).
+_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f/\\]+$")
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.REJECTED})
+
+# None stands for "not yet known to the manager": a job enters the machine queued or rejected.
+TRANSITIONS: Mapping[JobState | None, frozenset[JobState]] = {
+    None: frozenset({JobState.QUEUED, JobState.REJECTED}),
+    # QUEUED -> FAILED: the job could not be started through its own fault (no such program, bad wd).
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELED}),
+    # RUNNING -> QUEUED: a manager restarting finds a job that its predecessor left running.
+    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.QUEUED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELED: frozenset(),
+    JobState.REJECTED: frozenset(),
+}
+
+
+class IllegalTransition(Exception):
+    """A bug: code tried to move a job along an edge the state machine does not have."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """A count the scheduler may choose within: start once `min` fits, take up to `max`."""
+
+    min: int
+    max: int
+
+    @classmethod
+    def parse(cls, value: int | Mapping[str, int] | None) -> Range:
+        if value is None:
+            return cls(1, 1)
+        if isinstance(value, int):
+            return cls(value, value)
+        low = value["min"]
+        return cls(low, value.get("max", low))
+
+    def to_json(self) -> int | dict[str, int]:
+        return self.min if self.min == self.max else {"min": self.min, "max": self.max}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One validated job. `document` is the job as submitted (with its id), kept for the record."""
+
+    id: str
+    name: str | None
+    exec: str | None
+    args: tuple[str, ...]
+    script: str | None
+    env: Mapping[str, str]
+    wd: str | None
+    stdin: str | None
+    stdout: str | None
+    stderr: str | None
+    cores: Range
+    nodes: Range
+    document: Mapping[str, Any]
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        if self.script is not None:
+            return ("bash", "-c", self.script, self.name or self.id)
+        assert self.exec is not None
+        return (self.exec, *self.args)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a job runs: for each node, the core indices it holds there."""
+
+    cores: tuple[tuple[str, tuple[int, ...]], ...]
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(node for node, _ in self.cores)
+
+    @property
+    def total_cores(self) -> int:
+        return sum(len(cores) for _, cores in self.cores)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the job's processes consumed, from wait4(2)'s rusage."""
+
+    cpu_user: float
+    cpu_system: float
+    max_rss_kib: int
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """Everything the manager knows about one job; the status file is its JSON form."""
+
+    spec: JobSpec
+    submission: str
+    submit_time: float
+    stdout: str
+    stderr: str
+    state: JobState | None = None
+    seq: int = 0
+    attempt: int = 1
+    start_time: float | None = None
+    end_time: float | None = None
+    placement: Placement | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str | None = None
+    usage: Usage | None = None
+
+
+def advance(record: JobRecord, state: JobState, **changes: Any) -> JobRecord:
+    """The one place a job changes state: check the edge, bump the sequence number."""
+    if state not in TRANSITIONS[record.state]:
+        raise IllegalTransition(f"job {record.spec.id}: {record.state} -> {state} is not allowed")
+    return dataclasses.replace(record, state=state, seq=record.seq + 1, **changes)
+
+
+def status_document(record: JobRecord, manager: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON a status file holds (docs/spool.md, "Status files")."""
+    placement = record.placement
+    usage = record.usage
+    return {
+        "version": FORMAT_VERSION,
+        "id": record.spec.id,
+        "name": record.spec.name,
+        "state": str(record.state),
+        "seq": record.seq,
+        "attempt": record.attempt,
+        "reason": record.reason,
+        "exit_code": record.exit_code,
+        "signal": record.signal,
+        "submit_time": record.submit_time,
+        "start_time": record.start_time,
+        "end_time": record.end_time,
+        "nodes": list(placement.nodes) if placement else [],
+        "cores": {node: list(cores) for node, cores in placement.cores} if placement else {},
+        "resources": {"cores": record.spec.cores.to_json(), "nodes": record.spec.nodes.to_json()},
+        "stdout": record.stdout,
+        "stderr": record.stderr,
+        "usage": {"cpu_user": usage.cpu_user, "cpu_system": usage.cpu_system, "max_rss_kib": usage.max_rss_kib}
+        if usage
+        else None,
+        "submission": record.submission,
+        "manager": dict(manager) if manager else None,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+@functools.cache
+def job_schema() -> dict[str, Any]:
+    text = importlib.resources.files("fsqueue").joinpath("job.schema.json").read_bytes()
+    return orjson.loads(text)
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(job_schema())
+
+
+def parse_jobs(document: Any, ids: Iterator[str]) -> list[JobSpec]:
+    """Validate a parsed submission (one job or a list) and give each job without an id the next of `ids`.
+
+    Raises InvalidJob naming every field at fault (up to MAX_ERRORS_SHOWN), e.g.
+    `jobs[3].resources.cores.min: must be >= 1, got 0`.
+    """
+    if isinstance(document, list):
+        if not document:
+            raise InvalidJob("the file holds an empty list: nothing to run")
+        if len(document) > MAX_JOBS_PER_FILE:
+            raise InvalidJob(f"the file holds {len(document)} jobs; at most {MAX_JOBS_PER_FILE} per file")
+        items = [(f"jobs[{index}].", job) for index, job in enumerate(document)]
+    elif isinstance(document, dict):
+        items = [("", document)]
+    else:
+        raise InvalidJob(f"a submission is a JSON object or a list of objects, got {_json_type(document)}")
+    errors: list[str] = []
+    specs: list[JobSpec] = []
+    for prefix, job in items:
+        problems = job_problems(job)
+        if problems:
+            errors.extend(prefix + problem for problem in problems)
+            if len(errors) >= MAX_ERRORS_SHOWN:
+                break
+        else:
+            specs.append(_build_spec(job, ids))
+    if errors:
+        shown = "; ".join(errors[:MAX_ERRORS_SHOWN])
+        more = f" (and more; first {MAX_ERRORS_SHOWN} shown)" if len(errors) > MAX_ERRORS_SHOWN else ""
+        raise InvalidJob(shown + more)
+    return specs
+
+
+def accepted_specs(document: Any) -> list[JobSpec]:
+    """The jobs of a file the manager accepted earlier: already validated and stamped with ids."""
+    jobs = document if isinstance(document, list) else [document]
+    return [_build_spec(job, iter(())) for job in jobs]
+
+
+def job_problems(job: Any) -> list[str]:
+    """Every reason this one job is invalid, as 'field: why' strings; empty when valid."""
+    if not isinstance(job, dict):
+        return [f"job: must be an object, got {_json_type(job)}"]
+    problems = [_describe(error) for error in _validator().iter_errors(job)]
+    if problems:
+        return sorted(problems)
+    return _semantic_problems(job)
+
+
+def _semantic_problems(job: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if ("exec" in job) == ("script" in job):
+        problems.append("job: needs exactly one of exec (with args) or script")
+    if "args" in job and "script" in job:
+        problems.append("args: goes with exec, not with script")
+    name = job.get("name")
+    if name is not None and (not _NAME_RE.match(name) or ".." in name or name.startswith(".")):
+        problems.append(
+            f"name: {name!r} is not a label: no '/', '\\', '..', control characters or leading '.'"
+        )
+    for key in job.get("env", {}):
+        if not _ENV_KEY_RE.match(key):
+            problems.append(f"env.{key}: not a valid variable name")
+        elif key.startswith("FSQ_"):
+            problems.append(f"env.{key}: names starting with FSQ_ are set by fsqueue")
+    for field in ("cores", "nodes"):
+        value = job.get("resources", {}).get(field)
+        if isinstance(value, dict) and value.get("max", value["min"]) < value["min"]:
+            problems.append(f"resources.{field}: min ({value['min']}) is greater than max ({value['max']})")
+    return problems
+
+
+def _build_spec(job: Mapping[str, Any], ids: Iterator[str]) -> JobSpec:
+    job_id = job.get("id") or next(ids)
+    document = job if "id" in job else {"id": job_id, **job}
+    resources = job.get("resources", {})
+    return JobSpec(
+        id=job_id,
+        name=job.get("name"),
+        exec=job.get("exec"),
+        args=tuple(job.get("args", ())),
+        script=job.get("script"),
+        env=job.get("env", {}),
+        wd=job.get("wd"),
+        stdin=job.get("stdin"),
+        stdout=job.get("stdout"),
+        stderr=job.get("stderr"),
+        cores=Range.parse(resources.get("cores")),
+        nodes=Range.parse(resources.get("nodes")),
+        document=document,
+    )
+
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, (dict, list)) else _json_type(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field(path: Sequence[Any]) -> str:
+    parts = []
+    for part in path:
+        parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+    return "".join(parts).lstrip(".") or "job"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """Say one schema violation the way a person would, naming the field."""
+    field = _field(list(error.absolute_path))
+    kind, expected, got = error.validator, error.validator_value, error.instance
+    if kind == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(got) - set(known))
+        where = f"{field}." if field != "job" else ""
+        if not known:  # a mapping of arbitrary keys whose values are wrong
+            return f"{field}: {error.message}"
+        return f"{where}{extra[0]}: unknown field (known: {', '.join(known)})"
+    messages = {
+        "type": lambda: f"must be {_type_words(expected)}, got {_json_type(got)} {_show(got)}",
+        "minimum": lambda: f"must be >= {expected}, got {got}",
+        "maximum": lambda: f"must be <= {expected}, got {got}",
+        "minLength": lambda: f"must not be empty" if expected == 1 else f"must be at least {expected} characters",
+        "maxLength": lambda: f"is {len(got)} characters long; at most {expected}",
+        "maxItems": lambda: f"has {len(got)} items; at most {expected}",
+        "maxProperties": lambda: f"has {len(got)} entries; at most {expected}",
+        "const": lambda: f"must be {expected}, got {_show(got)}",
+        "pattern": lambda: f"{_show(got)} is not an fsqueue id; leave id out and the manager makes one",
+        "required": lambda: f"needs {', '.join(repr(r) for r in expected if r not in got)}",
+    }
+    describe = messages.get(kind)
+    return f"{field}: {describe() if describe else error.message}"
+
+
+def _type_words(expected: str | list[str]) -> str:
+    names = [expected] if isinstance(expected, str) else expected
+    words = {"integer": "an integer", "object": "an object", "string": "a string", "array": "an array"}
+    return " or ".join(words.get(name, name) for name in names)

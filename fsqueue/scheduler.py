@@ -1,0 +1,130 @@
+"""Decide which queued jobs start now and where. Pure: no I/O, no clock, no randomness, no logging.
+
+The rule (docs/scheduling.md): jobs are considered in queue order (the manager's order: first come,
+first served). A job starts as soon as its minimum fits; a later, smaller job may start ahead of an
+earlier one that does not fit yet (backfill). Each time that happens the earlier job counts one
+overtaking; once a waiting job has been overtaken `max_overtaken` times, it holds the nodes it will
+run on: no later job starts there, so those nodes drain and it starts. Nobody waits forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from fsqueue.model import Placement, Range
+
+DEFAULT_MAX_OVERTAKEN = 100
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one queued job asks for: `cores` on each of `nodes` nodes."""
+
+    job_id: str
+    cores: Range
+    nodes: Range
+    overtaken: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    placements: tuple[tuple[str, Placement], ...]  # in the order they should start
+    overtaken: frozenset[str]  # waiting jobs that a later job overtook in this round
+    reservations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # job id -> nodes held
+
+
+def plan(
+    queue: Sequence[Request],
+    free: Mapping[str, Sequence[int]],
+    capacity: Mapping[str, int],
+    max_overtaken: int = DEFAULT_MAX_OVERTAKEN,
+) -> Plan:
+    """Place what fits. `free` maps each node, in the allocation's order, to its free core indices;
+    `capacity` to its total cores."""
+    pool = {node: sorted(cores) for node, cores in free.items()}
+    held: set[str] = set()
+    spare = sum(len(cores) for cores in pool.values())
+    placements: list[tuple[str, Placement]] = []
+    waiting: list[tuple[int, str]] = []
+    reservations: dict[str, tuple[str, ...]] = {}
+    failed_shapes: list[tuple[int, int]] = []
+    last_start = -1
+    for position, request in enumerate(queue):
+        if spare == 0:
+            break
+        starving = request.overtaken >= max_overtaken
+        shape = (request.cores.min, request.nodes.min)
+        # A shape at least as large as one that did not fit cannot fit either: free space only shrinks.
+        if not starving and any(c <= shape[0] and n <= shape[1] for c, n in failed_shapes):
+            waiting.append((position, request.job_id))
+            continue
+        chosen = _choose(request, pool, held)
+        if chosen is None:
+            failed_shapes.append(shape)
+            waiting.append((position, request.job_id))
+            if starving:
+                nodes = _reserve(request, pool, capacity, held)
+                held.update(nodes)
+                spare -= sum(len(pool[node]) for node in nodes)
+                if nodes:
+                    reservations[request.job_id] = nodes
+            continue
+        for node, cores in chosen.cores:
+            pool[node] = pool[node][len(cores) :]
+        spare -= chosen.total_cores
+        placements.append((request.job_id, chosen))
+        last_start = position
+    overtaken = frozenset(job_id for position, job_id in waiting if position < last_start)
+    return Plan(tuple(placements), overtaken, reservations)
+
+
+def _choose(request: Request, pool: Mapping[str, list[int]], held: set[str]) -> Placement | None:
+    cores, nodes = request.cores, request.nodes
+    # Prefer nodes that give the job the most of what it wants, then the fullest such node (best fit),
+    # which keeps large holes open for large jobs.
+    candidates = sorted(
+        (node for node, free in pool.items() if node not in held and len(free) >= cores.min),
+        key=lambda node: (-min(len(pool[node]), cores.max), len(pool[node])),
+    )
+    if len(candidates) < nodes.min:
+        return None
+    best_count, best_per_node = 0, 0
+    for count in range(nodes.min, min(nodes.max, len(candidates)) + 1):
+        per_node = min(cores.max, len(pool[candidates[count - 1]]))
+        if count * per_node > best_count * best_per_node:
+            best_count, best_per_node = count, per_node
+    return Placement(tuple((node, tuple(pool[node][:best_per_node])) for node in candidates[:best_count]))
+
+
+def _reserve(
+    request: Request, pool: Mapping[str, list[int]], capacity: Mapping[str, int], held: set[str]
+) -> tuple[str, ...]:
+    """The nodes a starving job will run on: those big enough to hold it, the emptiest first."""
+    candidates = sorted(
+        (node for node in pool if node not in held and capacity[node] >= request.cores.min),
+        key=lambda node: -len(pool[node]),
+    )
+    return tuple(candidates[: request.nodes.min]) if len(candidates) >= request.nodes.min else ()
+
+
+def never_fits(request: Request, capacity: Mapping[str, int]) -> str | None:
+    """Why a job can never start in this allocation, or None if it can."""
+    big_enough = [node for node, cores in capacity.items() if cores >= request.cores.min]
+    if len(big_enough) >= request.nodes.min:
+        return None
+    largest = max(capacity.values(), default=0)
+    if request.nodes.min == 1:
+        return f"needs {request.cores.min} cores on one node; the largest node here has {largest}"
+    return (
+        f"needs {request.nodes.min} nodes with {request.cores.min} cores each; this allocation has "
+        f"{len(big_enough)} such node(s) of {len(capacity)}"
+    )
+
+
+def why_waiting(request: Request, free: Mapping[str, Sequence[int]]) -> str:
+    """A one-line reason a fitting job has not started, for `fsq status`."""
+    most_node = max(free, key=lambda node: len(free[node]), default=None)
+    most = len(free[most_node]) if most_node else 0
+    where = "one node" if request.nodes.min == 1 else f"each of {request.nodes.min} nodes"
+    return f"waiting for {request.cores.min} free cores on {where} (most free now: {most} on {most_node})"

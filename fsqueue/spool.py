@@ -1,0 +1,386 @@
+"""The on-disk spool protocol, written once and used by the manager and by every client.
+
+The public description is docs/spool.md; this docstring and that file change together.
+
+Layout under the spool root (all names are made by fsqueue or checked against one grammar):
+
+    incoming/NAME.json        drop box. Clients publish here; names starting with '.' are ignored
+    incoming/.NAME.json.lock  courtesy lock (filelock) for writers that cannot rename: held while writing
+    tmp/                      staging for `fsq submit` (same filesystem as incoming/); the manager never reads it
+    claimed/NAME.json         files the manager has taken out of incoming/ by rename and is reading now
+    accepted/NAME.json        accepted submissions, every job stamped with its id (the manager's input record)
+    rejected/STAMP-NAME       refused files, each with STAMP-NAME.reason beside it, never deleted
+    receipts/NAME.json        per submission: the job ids it got, or why it was rejected
+    status/ID.json            one status file per job, replaced atomically, with a rising `seq`
+    output/ID.out, ID.err     default standard output and error of each job
+    control/NAME.json         requests to the manager: cancel, shutdown (same publishing rules as incoming/)
+    manager.json              the manager's heartbeat: who serves the spool and the counts per state
+    manager.lock              held (filelock) by the manager that serves the spool on this node
+
+Assumptions, from ../shared/research/shared-filesystems.md: rename(2) within one filesystem is the one
+atomic step (R1); directory listings and attributes may be stale for seconds on NFS, and inotify does not
+see writes made on other nodes (R6), so the manager's periodic scan is the truth; flock may not work
+across nodes, so locks are a courtesy between cooperating writers on one node, never a correctness rule.
+Only the manager writes claimed/, accepted/, rejected/, receipts/, status/ and manager.json (R12).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fsqueue.errors import SpoolError
+
+ENV_VAR = "FSQ_SPOOL"
+MAX_SUBMISSION_BYTES = 16 * 1024 * 1024
+SPOOL_MODE = 0o700
+
+# Job ids: 9 base32 characters of milliseconds since the epoch, then 7 of randomness (Crockford's
+# alphabet, lower case). Fixed width, so ids sort by creation time as plain strings.
+ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+JOB_ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{16}$")
+_TIME_DIGITS, _RANDOM_DIGITS = 9, 7
+
+# Names of submission and control files: a word character first, then a short run of safe characters.
+SUBMISSION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=@,-]{0,199}\.json$")
+LOCK_SUFFIX = ".lock"
+
+_DIRS = ("incoming", "tmp", "claimed", "accepted", "rejected", "receipts", "status", "output", "control")
+
+
+def _base32(number: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        number, digit = divmod(number, 32)
+        digits.append(ID_ALPHABET[digit])
+    return "".join(reversed(digits))
+
+
+class IdMaker:
+    """Makes job ids that rise strictly within one process, even within one millisecond."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def __call__(self) -> str:
+        stamp = int(time.time() * 1000) << (5 * _RANDOM_DIGITS)
+        candidate = stamp | secrets.randbits(5 * _RANDOM_DIGITS - 8)
+        self._last = max(candidate, self._last + 1)
+        return _base32(self._last, _TIME_DIGITS + _RANDOM_DIGITS)
+
+    def many(self) -> Iterable[str]:
+        while True:
+            yield self()
+
+
+def is_job_id(text: str) -> bool:
+    return bool(JOB_ID_RE.match(text))
+
+
+def is_submission_name(name: str) -> bool:
+    return bool(SUBMISSION_RE.match(name)) and ".." not in name
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One names-only scan of a drop directory (no stat per entry, rule R20)."""
+
+    candidates: tuple[str, ...]  # names to process, in name order
+    locked: frozenset[str]  # names whose courtesy lock file exists
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Replace `path` with `data` in one rename, so readers see the old or the new file, never a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data) if len(data) < 65536 else _write_all(fd, data)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def fsync_dir(path: Path) -> None:
+    # fsync(2): syncing a file does not sync its directory entry; a rename is durable only after this.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Unsafe(Exception):
+    """A file in a drop directory that must not be read as a request; the message says why."""
+
+
+@dataclass(frozen=True)
+class Spool:
+    """A spool directory: where each file lives, and the protocol's operations on them."""
+
+    root: Path
+
+    # -- layout ----------------------------------------------------------------------------
+    @property
+    def incoming(self) -> Path:
+        return self.root / "incoming"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def claimed(self) -> Path:
+        return self.root / "claimed"
+
+    @property
+    def accepted(self) -> Path:
+        return self.root / "accepted"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected"
+
+    @property
+    def receipts(self) -> Path:
+        return self.root / "receipts"
+
+    @property
+    def status_dir(self) -> Path:
+        return self.root / "status"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def control(self) -> Path:
+        return self.root / "control"
+
+    @property
+    def manager_file(self) -> Path:
+        return self.root / "manager.json"
+
+    @property
+    def manager_lock(self) -> Path:
+        return self.root / "manager.lock"
+
+    def status_path(self, job_id: str) -> Path:
+        if not is_job_id(job_id):
+            raise SpoolError(f"{job_id!r} is not a job id")
+        return self.status_dir / f"{job_id}.json"
+
+    def default_output(self, job_id: str, stream: str) -> Path:
+        return self.output / f"{job_id}.{'out' if stream == 'stdout' else 'err'}"
+
+    # -- creation and checks ------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | os.PathLike[str]) -> Spool:
+        """Make the spool (private, 0700) or open an existing one, and check that it is ours."""
+        path = Path(root).absolute()
+        try:
+            path.mkdir(mode=SPOOL_MODE, parents=True, exist_ok=True)
+            for name in _DIRS:
+                (path / name).mkdir(mode=SPOOL_MODE, exist_ok=True)
+        except OSError as error:
+            raise SpoolError(f"cannot create the spool ({path}): {error.strerror}") from error
+        spool = cls(path)
+        spool.check()
+        return spool
+
+    @classmethod
+    def existing(cls, root: str | os.PathLike[str]) -> Spool:
+        path = Path(root).absolute()
+        if not (path / "incoming").is_dir():
+            raise SpoolError(f"no spool at {path}: start `fsq manager --spool {path}` or submit once to create it")
+        return cls(path)
+
+    def check(self) -> None:
+        """Refuse a spool whose directories are links, are not ours, or that others could write into."""
+        uid = os.geteuid()
+        for path in (self.root, *(self.root / name for name in _DIRS)):
+            info = os.lstat(path)
+            if not stat.S_ISDIR(info.st_mode):
+                raise SpoolError(f"{path} is not a directory (a link?): refusing to use this spool")
+            if info.st_uid != uid:
+                raise SpoolError(f"{path} belongs to uid {info.st_uid}, not to you ({uid}): refusing to use it")
+            if info.st_mode & stat.S_IWOTH:
+                raise SpoolError(f"{path} is writable by everyone; run `chmod o-w {path}` first")
+
+    def group_can_enter(self) -> bool:
+        return bool(os.stat(self.root).st_mode & (stat.S_IXGRP | stat.S_IWGRP))
+
+    # -- publishing (clients) ------------------------------------------------------------------
+    def publish(self, directory: Path, name: str, data: bytes) -> Path:
+        """Write to tmp/, fsync, rename into `directory` (rules R1, R2): readers never see a partial file."""
+        if not is_submission_name(name):
+            raise SpoolError(f"{name!r} is not a valid submission file name")
+        staging = self.tmp / f"{name}.{os.getpid()}.{secrets.token_hex(4)}.part"
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        target = directory / name
+        os.rename(staging, target)
+        fsync_dir(directory)
+        return target
+
+    # -- scanning and claiming (manager) -------------------------------------------------------
+    def scan(self, directory: Path) -> Listing:
+        """List a drop directory by name only; dot-names (staging, locks, NFS silly renames) are skipped."""
+        try:
+            with os.scandir(directory) as entries:
+                names = [entry.name for entry in entries]
+        except FileNotFoundError:
+            return Listing((), frozenset())
+        locks = {name[1 : -len(LOCK_SUFFIX)] for name in names if name.startswith(".") and name.endswith(LOCK_SUFFIX)}
+        candidates = sorted(name for name in names if not name.startswith("."))
+        return Listing(tuple(candidates), frozenset(locks & set(candidates)))
+
+    def claim(self, source: Path, name: str) -> Path | None:
+        """Take a file out of a drop directory by rename; None if another claimer was first."""
+        target = self.claimed / name
+        try:
+            os.rename(source / name, target)
+        except FileNotFoundError:
+            return None
+        return target
+
+    def read_request(self, path: Path) -> bytes:
+        """Read a claimed file, refusing anything that another user owns or could have written."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise Unsafe("it is a symbolic link; links are never followed out of the spool") from error
+            raise Unsafe(f"it cannot be opened: {error.strerror}") from error
+        try:
+            info = os.fstat(fd)
+            self._check_request_file(info)
+            return _read_all(fd, info.st_size)
+        finally:
+            os.close(fd)
+
+    def _check_request_file(self, info: os.stat_result) -> None:
+        if not stat.S_ISREG(info.st_mode):
+            raise Unsafe(f"it is not a regular file (mode {stat.filemode(info.st_mode)})")
+        if info.st_uid != os.geteuid():
+            raise Unsafe(f"it belongs to uid {info.st_uid}, not to the manager's user ({os.geteuid()})")
+        if info.st_nlink != 1:
+            raise Unsafe(f"it has {info.st_nlink} hard links; it may be a file from outside the spool")
+        if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and self.group_can_enter()):
+            raise Unsafe(f"other users could have written it (mode {stat.filemode(info.st_mode)})")
+        if info.st_size > MAX_SUBMISSION_BYTES:
+            raise Unsafe(f"it is {info.st_size} bytes; the limit is {MAX_SUBMISSION_BYTES}")
+
+    def reject(self, claimed: Path, original_name: str, reason: str, *, receipt: bool = True) -> Path:
+        """Move a refused file aside with a readable reason beside it; never delete it.
+
+        `receipt=False` for a duplicate, whose name already has the receipt of the accepted original.
+        """
+        safe = original_name if is_submission_name(original_name) else _sanitize(original_name)
+        stamp = time.strftime("%Y%m%dT%H%M%S") + f".{time.time_ns() % 10**9:09d}"
+        target = self.rejected / f"{stamp}-{safe}"
+        text = f"fsq: rejected {original_name!r}: {reason}\n"
+        atomic_write(target.with_name(target.name + ".reason"), text.encode(), durable=True)
+        try:
+            os.rename(claimed, target)
+        except FileNotFoundError:
+            pass  # already moved by an earlier, interrupted attempt; the reason file says why
+        if receipt and is_submission_name(original_name):
+            self.write_receipt(original_name, {"state": "REJECTED", "reason": reason, "file": str(target)})
+        return target
+
+    def accept(self, claimed: Path, name: str, stamped: bytes) -> None:
+        """Record an accepted submission with every job's id, then drop the claimed copy."""
+        atomic_write(self.accepted / name, stamped, durable=True)
+        os.unlink(claimed)
+
+    def is_known_submission(self, name: str) -> bool:
+        return os.path.lexists(self.accepted / name)
+
+    def write_receipt(self, name: str, document: dict[str, Any]) -> None:
+        atomic_write(self.receipts / name, orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
+
+    def read_receipt(self, name: str) -> dict[str, Any] | None:
+        return read_json(self.receipts / name)
+
+    # -- status files ----------------------------------------------------------------------------
+    def write_status(self, job_id: str, document: dict[str, Any]) -> None:
+        # Not fsynced: status files are a view the manager can rewrite from its records. Plain string
+        # paths: this runs for every transition of every job.
+        directory = f"{self.root}/status"
+        tmp = f"{directory}/.{job_id}.json.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            _write_all(fd, orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
+        finally:
+            os.close(fd)
+        os.rename(tmp, f"{directory}/{job_id}.json")
+
+    def read_status(self, job_id: str) -> dict[str, Any] | None:
+        return read_json(self.status_path(job_id))
+
+    def status_ids(self) -> list[str]:
+        with os.scandir(self.status_dir) as entries:
+            names = [entry.name[:-5] for entry in entries if entry.name.endswith(".json")]
+        return sorted(name for name in names if is_job_id(name))
+
+    # -- manager heartbeat -------------------------------------------------------------------------
+    def write_manager_info(self, document: dict[str, Any]) -> None:
+        atomic_write(self.manager_file, orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
+
+    def read_manager_info(self) -> dict[str, Any] | None:
+        return read_json(self.manager_file)
+
+
+def read_json(path: Path) -> Any:
+    """Read a whole JSON file written by atomic_write; None if it does not exist (yet)."""
+    for _ in range(3):
+        try:
+            with open(path, "rb") as handle:
+                return orjson.loads(handle.read())
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            # ESTALE: the file was replaced under our handle on NFS; the next open sees the new one (R11).
+            if error.errno != errno.ESTALE:
+                raise
+    return None
+
+
+def _read_all(fd: int, size_hint: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, max(size_hint, 65536))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        if sum(map(len, chunks)) > MAX_SUBMISSION_BYTES:
+            raise Unsafe(f"it grew past {MAX_SUBMISSION_BYTES} bytes while being read")
+
+
+def _sanitize(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.+=@,-]", "_", name).lstrip(".") or "unnamed"
+    return cleaned[:100]

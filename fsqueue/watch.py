@@ -1,0 +1,72 @@
+"""Wake the manager early when a file appears in a drop directory on this node.
+
+Events are hints, never the truth (rule R6): inotify does not see files written on other nodes of a
+shared filesystem, and its queue can overflow. So the watcher only makes the manager's next scan come
+sooner; the periodic scan finds everything anyway. watchdog's PollingObserver is never used: it stats
+every entry every second (rule R7).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+
+class Waker:
+    """A pipe the manager sleeps on; anything may write one byte to it to end the sleep early."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def wake(self) -> None:
+        try:
+            os.write(self.write_fd, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: a wake-up is already pending
+
+    def drain(self) -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 4096)
+            except BlockingIOError:
+                return b"".join(chunks)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    def close(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+class _WakeOnCreate(FileSystemEventHandler):
+    def __init__(self, waker: Waker) -> None:
+        self._waker = waker
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        # Publishing is a rename (moved) or a close after writing in place (closed); both end a write.
+        if event.event_type in ("moved", "created", "closed"):
+            self._waker.wake()
+
+
+class DirectoryWatch:
+    """Watches a few directories (not recursively) with the platform's native observer."""
+
+    def __init__(self, directories: Sequence[Path], waker: Waker) -> None:
+        self._observer = Observer()
+        handler = _WakeOnCreate(waker)
+        for directory in directories:
+            self._observer.schedule(handler, str(directory), recursive=False)
+
+    def start(self) -> None:
+        self._observer.daemon = True
+        self._observer.start()
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)
