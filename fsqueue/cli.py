@@ -31,7 +31,17 @@ log = logging.getLogger("fsqueue")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is the job's command line, kept away from argparse, which
+    # would otherwise take its first word for the optional FILE argument.
+    command = None
+    if "--" in words:
+        split = words.index("--")
+        words, command = words[:split], words[split + 1 :]
+    args = parser.parse_args(words)
+    if command is not None and args.command != "submit":
+        parser.error(f"`--` and a command only go with `fsq submit`, not with `fsq {args.command}`")
+    args.cmd = command
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="fsq: %(message)s",
                         stream=sys.stderr)
     try:
@@ -73,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", help="job name (a label)")
     sub.add_argument("--cores", type=int, help="cores on each node")
     sub.add_argument("--nodes", type=int, help="number of nodes")
-    sub.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    sub.usage = "fsq submit [--spool DIR] (FILE | - | [--name N] [--cores C] [--nodes K] -- CMD [ARGS...])"
 
     sub = command("status", cmd_status, "a summary of the spool, or the status of jobs")
     sub.add_argument("refs", nargs="*", metavar="ID|NAME")
@@ -115,8 +125,6 @@ def _manager_options(sub: argparse.ArgumentParser) -> None:
 def cmd_manager(args: argparse.Namespace) -> int:
     spool = Spool.create(_spool_path(args))
     manager = _manager(args, spool, drain=args.drain)
-    nodes = ", ".join(f"{n.name}:{n.cores}" for n in manager.allocation.nodes)
-    log.info("serving %s with %d cores (%s), pid %d", spool.root, manager.allocation.total_cores, nodes, os.getpid())
     run(manager)
     log.info("stopped: %s", _counts_line(manager.counts))
     return EXIT_OK
@@ -140,15 +148,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    if args.file and command:
+    command = args.cmd
+    if args.file and command is not None:
         raise FsqError("give a job file or a command after --, not both")
     if args.file:
         if args.name or args.cores or args.nodes:
             raise FsqError("--name, --cores and --nodes go with a command; put them in the job file instead")
         jobs = _read_jobs(args.file)
-    else:
+    elif command is not None:
         jobs = client.command_job(command, name=args.name, cores=args.cores, nodes=args.nodes)
+    else:
+        raise FsqError("nothing to submit: give a job file, - for standard input, or -- CMD ARGS...")
     for job_id in client.submit(_spool_path(args), jobs, wd=os.getcwd()):
         print(job_id)
     return EXIT_OK

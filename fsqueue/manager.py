@@ -20,7 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from fsqueue import model, scheduler
+from fsqueue.errors import ManagerBusy
 from fsqueue.intake import ControlRequest, Intake, Submission
 from fsqueue.launcher import Launch, LaunchError, Launcher, LocalLauncher
 from fsqueue.model import JobRecord, JobSpec, JobState, advance
@@ -72,7 +75,7 @@ class Manager:
         self.spool, self.allocation, self.settings = spool, allocation, settings
         self.launcher = launcher or LocalLauncher()
         self._base_env = dict(base_env)
-        self._identity = dict(identity)
+        self.identity = dict(identity)
         self._intake = Intake(spool, IdMaker().many(), settings.torn_grace)
         self._capacity = {node.name: node.cores for node in allocation.nodes}
         self._pins = {node.name: node.cpu_ids for node in allocation.nodes}
@@ -83,6 +86,8 @@ class Manager:
         self._queue: dict[str, scheduler.Request] = {}
         self._kill_at: dict[str, float] = {}
         self._stop_reason: dict[str, str] = {}
+        # Ids canceled before their file was seen (on NFS a listing can lag): canceled on arrival.
+        self._canceled_early: set[str] = set()
         self._dirty: set[str] = set()
         self.counts: collections.Counter[str] = collections.Counter()
         self.phase = Phase.DRAINING if settings.drain else Phase.SERVING
@@ -92,12 +97,13 @@ class Manager:
         self._info_changed = True
         self._idle_scans = 0
         self._plan_needed = True
-        self._started = time.time()
+        self._started: float | None = None
         self.on_change: Callable[[JobRecord], None] | None = None
 
     # -- start-up ----------------------------------------------------------------------------------
     def recover(self, now: Now) -> None:
         """Take up the spool as a previous manager left it: accepted jobs that have not finished are queued."""
+        self._started = now.wall
         for name in self.spool.scan(self.spool.accepted).candidates:
             document = read_json(self.spool.accepted / name)
             for spec in model.accepted_specs(document):
@@ -133,14 +139,16 @@ class Manager:
         scan = woken_by_event or settle or now.mono >= self._next_scan
         if scan:
             self._next_scan = now.mono + self.settings.poll
-            for request in self._intake.control_requests():
-                self._control(request, now)
         if self.phase in (Phase.SERVING, Phase.DRAINING):
             submissions = self._intake.submissions(now.mono, scan, self, self.settings.intake_batch)
             for submission in submissions:
                 self._admit(submission, now)
             if scan:
                 self._idle_scans = 0 if submissions else self._idle_scans + 1
+        if scan:
+            # After intake, so that a cancel finds a job whose file arrived in the same scan.
+            for request in self._intake.control_requests():
+                self._control(request, now)
         self._reap(now)
         if self.phase in (Phase.SERVING, Phase.DRAINING) and self._plan_needed:
             self._schedule(now)
@@ -169,14 +177,14 @@ class Manager:
     def launcher_idle(self) -> bool:
         return not any(True for _ in self._running_ids())
 
-    def stop(self, why: str) -> None:
+    def stop(self, why: str, now: Now) -> None:
         """No new launches; running jobs get SIGTERM now and SIGKILL after the grace period."""
         if self.phase == Phase.STOPPING:
             return
         log.info("stopping: %s", why)
         self.phase = Phase.STOPPING
         self._info_changed = True
-        deadline = time.monotonic() + self.settings.grace
+        deadline = now.mono + self.settings.grace
         for job_id in list(self._running_ids()):
             self._terminate(job_id, f"stopped by manager shutdown ({why})", deadline)
 
@@ -197,6 +205,9 @@ class Manager:
             else:
                 self._set(advance(record, JobState.QUEUED))
                 self._queue[spec.id] = request
+                if spec.id in self._canceled_early:
+                    self._canceled_early.discard(spec.id)
+                    self._cancel(spec.id, now)
                 self._plan_needed = True
             ids.append(spec.id)
         self.spool.write_receipt(submission.name, {"state": "ACCEPTED", "ids": ids})
@@ -212,7 +223,7 @@ class Manager:
 
     def _control(self, request: ControlRequest, now: Now) -> None:
         if request.action == "shutdown":
-            self.drain() if request.drain else self.stop("fsq shutdown")
+            self.drain() if request.drain else self.stop("fsq shutdown", now)
             return
         wanted = set(request.ids) | {
             job_id for job_id, record in self.records.items() if record.spec.name in request.names
@@ -222,6 +233,8 @@ class Manager:
 
     def _cancel(self, job_id: str, now: Now) -> None:
         record = self.records.get(job_id)
+        if record is None and job_id not in self._finished_ids:
+            self._canceled_early.add(job_id)
         if record is None or record.state is None or record.state.is_final:
             return
         if record.state == JobState.QUEUED:
@@ -325,7 +338,7 @@ class Manager:
         if self._dirty and (force or now.mono >= self._next_flush):
             self._next_flush = now.mono + self.settings.flush_window
             for job_id in self._dirty:
-                self.spool.write_status(job_id, model.status_document(self.records[job_id], self._identity))
+                self.spool.write_status(job_id, model.status_document(self.records[job_id], self.identity))
             self._dirty.clear()
         if now.mono >= self._next_info or (self._info_changed and now.mono >= self._next_info - self.settings.heartbeat + 0.5):
             self.write_info(now)
@@ -340,7 +353,7 @@ class Manager:
         busy = {node: self._capacity[node] - len(free) for node, free in self._free.items()}
         self.spool.write_manager_info({
             "version": model.FORMAT_VERSION,
-            **self._identity,
+            **self.identity,
             "phase": str(self.phase),
             "started": self._started,
             "heartbeat": now.wall,
@@ -350,14 +363,15 @@ class Manager:
             "counts": {str(state): count for state, count in self.counts.items() if count},
         })
 
-    def next_deadline(self) -> float:
+    def next_deadline(self, now: Now) -> float:
+        """The monotonic time by which step() must run again, whatever wakes the manager or not."""
         deadlines = [self._next_scan, self._next_info]
         if self._dirty:
             deadlines.append(self._next_flush)
         deadlines += [d for d in self._kill_at.values() if d != float("inf")]
         retry = self._intake.next_retry()
         if retry is not None:
-            deadlines.append(min(retry, time.monotonic() + self.settings.poll))
+            deadlines.append(min(retry, now.mono + self.settings.poll))
         return min(deadlines)
 
 
@@ -372,8 +386,47 @@ def _absolute(path: str, wd: str | None) -> str:
 # -- the loop ---------------------------------------------------------------------------------------
 
 
+def claim_spool(spool: Spool, identity: Mapping[str, Any], now: float) -> FileLock:
+    """Become the one manager of this spool, or raise ManagerBusy naming the one that is.
+
+    The lock excludes a second manager on this node. On another node flock may not hold (NFS with
+    nolock, Lustre without flock), so a fresh heartbeat from another host is refused as well.
+    """
+    info = spool.read_manager_info() or {}
+    lock = FileLock(str(spool.manager_lock), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ManagerBusy(_busy_message(spool, info, now)) from None
+    fresh = now - float(info.get("heartbeat", 0)) < 3 * float(info.get("interval", 2)) + 5
+    if info and info.get("phase") != Phase.STOPPED and fresh and info.get("host") != identity.get("host"):
+        lock.release()
+        raise ManagerBusy(_busy_message(spool, info, now))
+    return lock
+
+
+def _busy_message(spool: Spool, info: Mapping[str, Any], now: float) -> str:
+    age = now - float(info.get("heartbeat", now))
+    return (
+        f"another manager serves {spool.root}: host {info.get('host', '?')}, pid {info.get('pid', '?')}, "
+        f"Slurm job {info.get('slurm_job_id') or '-'}, last heartbeat {age:.1f} s ago; "
+        f"stop it with `fsq shutdown --spool {spool.root}` first"
+    )
+
+
 def run(manager: Manager, *, stop_signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
     """Serve until stopped (SIGTERM, SIGINT, `fsq shutdown`) or, in drain mode, until idle."""
+    lock = claim_spool(manager.spool, manager.identity, time.time())
+    nodes = ", ".join(f"{node.name}:{node.cores}" for node in manager.allocation.nodes)
+    log.info("serving %s with %d cores (%s), pid %d", manager.spool.root, manager.allocation.total_cores, nodes,
+             os.getpid())
+    try:
+        _serve(manager, stop_signals)
+    finally:
+        lock.release()
+
+
+def _serve(manager: Manager, stop_signals: tuple[int, ...]) -> None:
     waker = Waker()
     watch = DirectoryWatch([manager.spool.incoming, manager.spool.control], waker) if manager.settings.watch else None
     received: list[int] = []
@@ -393,11 +446,12 @@ def run(manager: Manager, *, stop_signals: tuple[int, ...] = (signal.SIGTERM, si
         woken_by_event = True
         while True:
             if received and manager.phase != Phase.STOPPING:
-                manager.stop(signal.Signals(received[-1]).name)
+                manager.stop(signal.Signals(received[-1]).name, _now())
             manager.step(_now(), woken_by_event)
             if manager.finished:
                 break
-            timeout = max(0.0, manager.next_deadline() - time.monotonic())
+            now = _now()
+            timeout = max(0.0, manager.next_deadline(now) - now.mono)
             woken_by_event = False
             if selector.select(timeout):
                 woken_by_event = b"\0" in waker.drain()

@@ -50,7 +50,12 @@ class _WakeOnCreate(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         # Publishing is a rename (moved) or a close after writing in place (closed); both end a write.
-        if event.event_type in ("moved", "created", "closed"):
+        # Dot-names are staging files and locks: the scan ignores them, so they wake nothing.
+        if event.event_type not in ("moved", "created", "closed"):
+            return
+        path = event.dest_path if event.event_type == "moved" else event.src_path
+        name = os.path.basename(os.fsdecode(path))
+        if not name.startswith("."):
             self._waker.wake()
 
 

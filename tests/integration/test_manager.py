@@ -1,0 +1,237 @@
+"""A real `fsq manager` process, driven with the fsq CLI and with plain bash, in inotify and polling mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fsqueue.spool import Spool, is_job_id, read_json
+from tests.conftest import RunningManager, run_fsq, wait_until
+
+
+def submit(manager: RunningManager, *args: str, input: bytes | None = None) -> list[str]:
+    # From the test's own directory: fsq submit gives jobs the submitter's working directory.
+    result = run_fsq("submit", *args, spool=manager.spool, input=input, check=True, cwd=manager.spool.parent)
+    ids = result.stdout.decode().split()
+    assert ids and all(is_job_id(i) for i in ids), result.stdout
+    return ids
+
+
+def bash(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["timeout", "30", "bash", "-euo", "pipefail", "-c", script], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **env})
+
+
+def test_command_job_runs_and_records_everything(start_manager):
+    manager = start_manager("--cores", "2")
+    [job_id] = submit(manager, "--name", "hello", "--", "sh", "-c", "echo out $FSQ_JOB_NAME; echo err >&2")
+    status = manager.wait_final(job_id)
+    assert status["state"] == "SUCCEEDED" and status["exit_code"] == 0 and status["signal"] is None
+    assert Path(status["stdout"]).read_text() == "out hello\n"
+    assert Path(status["stderr"]).read_text() == "err\n"
+    assert status["nodes"] == ["local"] and sum(map(len, status["cores"].values())) == 1
+    assert status["submit_time"] <= status["start_time"] <= status["end_time"]
+    assert status["usage"]["max_rss_kib"] > 0 and status["usage"]["cpu_user"] >= 0
+    assert status["seq"] >= 3  # QUEUED, RUNNING, SUCCEEDED
+
+
+def test_status_json_and_wait_exit_codes(start_manager):
+    manager = start_manager("--cores", "2")
+    [good] = submit(manager, "--", "true")
+    [bad] = submit(manager, "--", "sh", "-c", "exit 3")
+    [killed] = submit(manager, "--", "sh", "-c", "kill -9 $$")
+    assert run_fsq("wait", good, spool=manager.spool).returncode == 0
+    waited = run_fsq("wait", good, bad, killed, spool=manager.spool)
+    assert waited.returncode == 1, waited.stderr
+    detail = json.loads(run_fsq("status", bad, "--json", spool=manager.spool, check=True).stdout)
+    assert {"id", "name", "state", "exit_code", "stdout", "stderr"} <= set(detail)
+    assert (detail["state"], detail["exit_code"]) == ("FAILED", 3)
+    detail = json.loads(run_fsq("status", killed, "--json", spool=manager.spool, check=True).stdout)
+    assert (detail["state"], detail["exit_code"], detail["signal"]) == ("FAILED", None, 9)
+
+
+def test_bulk_file_prints_one_id_per_line_and_nothing_else(start_manager, tmp_path):
+    manager = start_manager("--cores", "2")
+    jobs = [{"name": f"n{i}", "exec": "/bin/echo", "args": [str(i)]} for i in range(5)]
+    result = run_fsq("submit", "-", spool=manager.spool, input=json.dumps(jobs).encode(), check=True)
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 5 and all(is_job_id(line) for line in lines) and lines == sorted(lines)
+    assert run_fsq("wait", *lines, spool=manager.spool).returncode == 0
+    outputs = [Path(manager.status(i)["stdout"]).read_text() for i in lines]
+    assert outputs == [f"{i}\n" for i in range(5)]
+
+
+def test_bash_recipe_and_receipt_without_fsq(start_manager):
+    """A bash-only client: publish with printf+mv, learn the id from the receipt, wait with jq."""
+    manager = start_manager("--cores", "2")
+    script = r"""
+        printf '{"name": "from-bash", "script": "echo $((6 * 7))"}' > "$SPOOL/incoming/.t1"
+        mv "$SPOOL/incoming/.t1" "$SPOOL/incoming/t1.json"
+        until [ -s "$SPOOL/receipts/t1.json" ]; do sleep 0.05; done
+        id=$(jq -r '.ids[0]' "$SPOOL/receipts/t1.json")
+        until jq -e '.state | test("SUCCEEDED|FAILED|CANCELED|REJECTED")' "$SPOOL/status/$id.json" >/dev/null 2>&1
+        do sleep 0.05; done
+        jq -r .state "$SPOOL/status/$id.json"
+        cat "$(jq -r .stdout "$SPOOL/status/$id.json")"
+    """
+    result = bash(script, SPOOL=str(manager.spool))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["SUCCEEDED", "42"]
+
+
+def test_bad_files_are_moved_aside_and_valid_ones_around_them_run(start_manager):
+    manager = start_manager("--cores", "2")
+    incoming = manager.spool / "incoming"
+    (incoming / ".a").write_text('{"name": "before", "exec": "true"}')
+    os.rename(incoming / ".a", incoming / "a.json")
+    (incoming / ".b").write_text('{"name": "bad", "exec": "true", "resources": {"cores": {"min": 0}}}')
+    os.rename(incoming / ".b", incoming / "b.json")
+    (incoming / ".c").write_text("this is not json")
+    os.rename(incoming / ".c", incoming / "c.json")
+    os.symlink("/etc/passwd", incoming / "d.json")
+    (incoming / ".e").write_text('{"name": "after", "exec": "true"}')
+    os.rename(incoming / ".e", incoming / "e.json")
+    receipts = manager.spool / "receipts"
+    wait_until(lambda: all((receipts / f"{n}.json").exists() for n in "abcde"), 20, lambda: os.listdir(receipts))
+    reasons = {p.name.split("-", 1)[1]: p.read_text() for p in (manager.spool / "rejected").glob("*.reason")}
+    assert "resources.cores.min: must be >= 1, got 0" in reasons["b.json.reason"]
+    assert "not valid JSON" in reasons["c.json.reason"]
+    assert "symbolic link" in reasons["d.json.reason"]
+    for name in "ae":
+        [job_id] = read_json(receipts / f"{name}.json")["ids"]
+        assert manager.wait_final(job_id)["state"] == "SUCCEEDED"
+    assert manager.proc.poll() is None
+
+
+def test_cancel_queued_and_running_jobs(start_manager, tmp_path):
+    manager = start_manager("--cores", "1", "--grace", "30")
+    marker = tmp_path / "got-term"
+    [running] = submit(manager, "--", "bash", "-c", f"trap 'touch {marker}; exit 0' TERM; sleep 60 & wait")
+    [queued] = submit(manager, "--", "true")
+    manager.wait_state(running, "RUNNING")
+    assert run_fsq("cancel", queued, running, spool=manager.spool).returncode == 0
+    assert manager.wait_final(queued)["state"] == "CANCELED"
+    status = manager.wait_final(running)
+    assert status["state"] == "CANCELED" and marker.exists()
+
+
+def test_shutdown_terms_then_kills_and_writes_final_states(start_manager, tmp_path):
+    manager = start_manager("--cores", "2", "--grace", "0.5")
+    [stubborn] = submit(manager, "--", "bash", "-c", "trap '' TERM; echo $$ > pid; while :; do sleep 0.1; done")
+    [queued_later] = submit(manager, "--cores", "2", "--", "true")
+    manager.wait_state(stubborn, "RUNNING")
+    wait_until(lambda: manager.status(queued_later), 20, "the second job taken in")
+    assert run_fsq("shutdown", spool=manager.spool).returncode == 0
+    assert manager.wait_exit() == 0
+    status = manager.status(stubborn)
+    assert status["state"] == "CANCELED" and status["signal"] == signal.SIGKILL
+    assert manager.status(queued_later)["state"] == "QUEUED"  # left in the spool for the next manager
+    assert read_json(manager.spool / "manager.json")["phase"] == "stopped"
+    assert "manager not running since" in run_fsq("status", spool=manager.spool).stdout.decode()
+
+
+def test_sigterm_stops_cleanly_and_queued_work_survives_a_restart(start_manager):
+    manager = start_manager("--cores", "1")
+    [long] = submit(manager, "--", "sleep", "60")
+    [waiting] = submit(manager, "--", "true")
+    manager.wait_state(long, "RUNNING")
+    wait_until(lambda: manager.status(waiting), 20, "the second job taken in")
+    manager.proc.send_signal(signal.SIGTERM)
+    assert manager.wait_exit() == 0
+    assert manager.status(long)["state"] == "CANCELED"
+    assert manager.status(waiting)["state"] == "QUEUED"
+    again = start_manager("--cores", "1", "--drain", wait=False)
+    assert again.wait_exit() == 0
+    assert again.status(waiting)["state"] == "SUCCEEDED"
+
+
+def test_jobs_submitted_while_no_manager_runs_wait_in_the_spool(start_manager, tmp_path):
+    spool = tmp_path / "spool"
+    result = run_fsq("submit", "--", "true", spool=spool, check=True)
+    [job_id] = result.stdout.decode().split()
+    assert not (spool / "status" / f"{job_id}.json").exists()
+    manager = start_manager("--cores", "1", "--drain", spool=spool, wait=False)
+    assert manager.wait_exit() == 0
+    assert manager.status(job_id)["state"] == "SUCCEEDED"
+
+
+def test_manager_killed_hard_restarts_and_loses_no_job(start_manager, tmp_path):
+    manager = start_manager("--cores", "1")
+    pid_file = tmp_path / "first-attempt.pid"
+    # The first attempt blocks the only core; the rerun after the restart ends at once.
+    [blocker] = submit(manager, "--", "bash", "-c", f'[ "$FSQ_ATTEMPT" = 1 ] || exit 0; echo $$ > {pid_file}; exec sleep 60')
+    queued = submit(manager, "-", input=json.dumps([{"exec": "true"}] * 3).encode())
+    manager.wait_state(blocker, "RUNNING")
+    try:
+        os.killpg(manager.proc.pid, signal.SIGKILL)
+        manager.proc.wait()
+        again = start_manager("--cores", "1", "--drain", wait=False)
+        assert again.wait_exit(60) == 0
+    finally:
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the orphan of the killed manager
+    assert all(again.status(i)["state"] == "SUCCEEDED" for i in queued)
+    rerun = again.status(blocker)
+    assert rerun["attempt"] == 2 and rerun["state"] == "SUCCEEDED"
+
+
+def test_a_second_manager_refuses_and_names_the_first(start_manager):
+    first = start_manager("--cores", "1")
+    second = start_manager("--cores", "1", wait=False)
+    assert second.wait_exit() == 2
+    assert f"pid {first.proc.pid}" in second.log() and "another manager serves" in second.log()
+    assert first.proc.poll() is None
+
+
+def test_backfill_lets_a_small_job_pass_a_blocked_big_one(start_manager):
+    manager = start_manager("--nodes", "n1:2")
+    [holder] = submit(manager, "--", "sleep", "60")
+    manager.wait_state(holder, "RUNNING")
+    [big] = submit(manager, "--cores", "2", "--", "true")
+    [small] = submit(manager, "--", "true")
+    assert manager.wait_final(small)["state"] == "SUCCEEDED"
+    assert manager.status(big)["state"] == "QUEUED"
+    run_fsq("cancel", holder, spool=manager.spool, check=True)
+    assert manager.wait_final(big)["state"] == "SUCCEEDED"
+
+
+def test_a_job_that_can_never_fit_is_rejected_at_once(start_manager):
+    manager = start_manager("--nodes", "n1:2,n2:2")
+    [job_id] = submit(manager, "--cores", "3", "--", "true")
+    status = manager.wait_final(job_id)
+    assert status["state"] == "REJECTED"
+    assert status["reason"] == "needs 3 cores on one node; the largest node here has 2"
+
+
+def test_virtual_nodes_and_job_variables(start_manager):
+    manager = start_manager("--nodes", "n1:2,n2:2")
+    [job_id] = submit(manager, "--nodes", "2", "--cores", "2", "--", "sh", "-c",
+                      'echo "$FSQ_NODES|$FSQ_CORES|$FSQ_NUM_CORES|$OMP_NUM_THREADS"')
+    status = manager.wait_final(job_id)
+    assert status["nodes"] == ["n1", "n2"] and status["cores"] == {"n1": [0, 1], "n2": [0, 1]}
+    assert Path(status["stdout"]).read_text() == "n1,n2|n1:0,1 n2:0,1|4|2\n"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two CPUs to tell them apart")
+def test_local_jobs_are_pinned_to_their_cores(start_manager):
+    manager = start_manager("--cores", "2")
+    script = "sleep 0.5; grep Cpus_allowed_list /proc/self/status | cut -f2; echo $FSQ_CORES"
+    ids = submit(manager, "-", input=json.dumps([{"script": script}] * 2).encode())
+    seen = []
+    for job_id in ids:
+        status = manager.wait_final(job_id)
+        allowed, cores = Path(status["stdout"]).read_text().split()
+        [core] = status["cores"]["local"]
+        assert allowed == str(core) and cores == f"local:{core}"
+        seen.append(core)
+    assert sorted(seen) == [0, 1]  # both ran at once, one per core
+
+
+def test_drain_mode_exits_when_idle(start_manager):
+    manager = start_manager("--cores", "2", "--drain", wait=False)
+    assert manager.wait_exit() == 0
+    assert read_json(manager.spool / "manager.json")["phase"] == "stopped"
