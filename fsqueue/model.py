@@ -26,6 +26,7 @@ MAX_ERRORS_SHOWN = 5
 
 # A name is a label: printable, no path separators, no "..", no leading dot, so that no
 # tool that carelessly joins it to a directory can escape (the spool itself never does).
+# Use these with fullmatch: `$` alone also matches before a final newline.
 _NAME_RE = re.compile(r"^[^\x00-\x1f\x7f/\\]+$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -228,7 +229,7 @@ def parse_jobs(document: Any, ids: Iterator[str]) -> list[JobSpec]:
         problems = job_problems(job)
         if problems:
             errors.extend(prefix + problem for problem in problems)
-            if len(errors) >= MAX_ERRORS_SHOWN:
+            if len(errors) > MAX_ERRORS_SHOWN:  # one more than shown, so that "and more" is said
                 break
         else:
             specs.append(_build_spec(job, ids))
@@ -262,12 +263,12 @@ def _semantic_problems(job: Mapping[str, Any]) -> list[str]:
     if "args" in job and "script" in job:
         problems.append("args: goes with exec, not with script")
     name = job.get("name")
-    if name is not None and (not _NAME_RE.match(name) or ".." in name or name.startswith(".")):
+    if name is not None and (not _NAME_RE.fullmatch(name) or ".." in name or name.startswith(".")):
         problems.append(
             f"name: {name!r} is not a label: no '/', '\\', '..', control characters or leading '.'"
         )
     for key in job.get("env", {}):
-        if not _ENV_KEY_RE.match(key):
+        if not _ENV_KEY_RE.fullmatch(key):
             problems.append(f"env.{key}: not a valid variable name")
         elif key.startswith("FSQ_"):
             problems.append(f"env.{key}: names starting with FSQ_ are set by fsqueue")
@@ -330,7 +331,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
             return f"{field}: {error.message}"
         return f"{where}{extra[0]}: unknown field (known: {', '.join(known)})"
     messages = {
-        "type": lambda: f"must be {_type_words(expected)}, got {_json_type(got)} {_show(got)}",
+        "type": lambda: f"must be {_type_words(expected)}, got {_json_type(got)}"
+        + ("" if got is None or isinstance(got, (dict, list)) else f" {_show(got)}"),
         "minimum": lambda: f"must be >= {expected}, got {got}",
         "maximum": lambda: f"must be <= {expected}, got {got}",
         "minLength": lambda: f"must not be empty" if expected == 1 else f"must be at least {expected} characters",

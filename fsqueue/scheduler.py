@@ -9,7 +9,7 @@ run on: no later job starts there, so those nodes drain and it starts. Nobody wa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fsqueue.model import Placement, Range
@@ -35,7 +35,7 @@ class Plan:
 
 
 def plan(
-    queue: Sequence[Request],
+    queue: Iterable[Request],
     free: Mapping[str, Sequence[int]],
     capacity: Mapping[str, int],
     max_overtaken: int = DEFAULT_MAX_OVERTAKEN,
