@@ -7,9 +7,11 @@ Exit codes (docs/cli.md): 0 success; 1 a job did not succeed; 2 an error (bad in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -20,9 +22,18 @@ import orjson
 
 from fsqueue import __version__, client
 from fsqueue.errors import FsqError, WaitTimeout
+from fsqueue.launcher import Launcher, LocalLauncher, SrunLauncher
 from fsqueue.manager import Manager, Settings, run
 from fsqueue.progress import Progress, RunSummary
-from fsqueue.resources import Allocation, ResourceError, local_allocation, parse_nodes_option
+from fsqueue.resources import (
+    Allocation,
+    ResourceError,
+    allocation_from_slurm_env,
+    local_allocation,
+    mem_per_cpu_mb,
+    parse_nodes_option,
+    parse_scontrol_end_time,
+)
 from fsqueue.spool import ENV_VAR, Spool
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
@@ -109,8 +120,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _resource_options(sub: argparse.ArgumentParser) -> None:
     group = sub.add_mutually_exclusive_group()
-    group.add_argument("--cores", type=int, help="cores of this machine to use (default: all it may use)")
-    group.add_argument("--nodes", help="virtual nodes for local mode, e.g. n1:4,n2:4")
+    group.add_argument("--cores", type=int,
+                       help="local mode with this many cores of this machine (default inside a Slurm allocation: "
+                            "the allocation, launched with srun; outside one: every CPU this process may use)")
+    group.add_argument("--nodes", help="local mode with virtual nodes, e.g. n1:4,n2:4")
 
 
 def _manager_options(sub: argparse.ArgumentParser) -> None:
@@ -231,18 +244,35 @@ def _spool_path(args: argparse.Namespace) -> str:
     return path
 
 
-def _allocation(args: argparse.Namespace) -> Allocation:
+def _allocation(args: argparse.Namespace) -> tuple[Allocation, Launcher]:
+    """Local mode when --cores or --nodes says so or outside Slurm; else the allocation, launched with srun."""
     if args.nodes:
-        return parse_nodes_option(args.nodes)
-    return local_allocation(args.cores, os.sched_getaffinity(0))
+        return parse_nodes_option(args.nodes), LocalLauncher()
+    slurm = None if args.cores is not None else allocation_from_slurm_env(os.environ)
+    if slurm is None:
+        return local_allocation(args.cores, os.sched_getaffinity(0)), LocalLauncher()
+    slurm = dataclasses.replace(slurm, end_time=_allocation_end(slurm.slurm_job_id))
+    return slurm, SrunLauncher(mem_per_cpu_mb=mem_per_cpu_mb(os.environ, slurm))
+
+
+def _allocation_end(job_id: str | None) -> float | None:
+    """When the allocation ends, asked once from Slurm; None if it cannot say."""
+    try:
+        result = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.warning("cannot ask Slurm when allocation %s ends: %s", job_id, error)
+        return None
+    return parse_scontrol_end_time(result.stdout) if result.returncode == 0 else None
 
 
 def _manager(args: argparse.Namespace, spool: Spool, *, drain: bool) -> Manager:
     if args.poll < 0.05:
         raise FsqError(f"--poll {args.poll}: at least 0.05 s, or the scans load the file server for nothing")
     settings = Settings(poll=args.poll, grace=args.grace, drain=drain, watch=not args.no_watch)
-    identity = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
-    return Manager(spool, _allocation(args), settings, os.environ, identity)
+    identity = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+                "node": os.environ.get("SLURMD_NODENAME")}
+    allocation, launcher = _allocation(args)
+    return Manager(spool, allocation, settings, os.environ, identity, launcher)
 
 
 def _read_jobs(path: str) -> Any:

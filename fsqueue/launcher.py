@@ -1,21 +1,23 @@
 """Start, signal and reap job processes: one small interface, one backend per way of launching.
 
-LocalLauncher runs each job as a direct child process of the manager (local mode: a laptop, a login
-node, or one node of an allocation). Each job gets its own session, so a signal reaches every process
-it started, and whatever is left of that session when the main process ends is killed, the way a
-Slurm step ends.
+Both backends start a child process of the manager and reap it with wait4; they differ in what
+that child is. LocalLauncher runs the job itself (local mode: a laptop, a login node, one node).
+SrunLauncher runs `srun`, which makes the job one step of the Slurm allocation on exactly the nodes
+the scheduler chose; srun's own messages go to a launch log so that a failure to launch is told
+apart from the job's own failure (docs/slurm.md).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from fsqueue.model import Usage
+from fsqueue.model import Placement, Usage
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class Launch:
     stdout: str
     stderr: str
     cpus: frozenset[int] | None  # real CPUs to pin the job to; None when the cores are virtual
+    placement: Placement | None = None
+    tasks_per_node: int = 1
+    launch_log: str | None = None  # where a launcher's own messages go (srun's stderr)
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,13 @@ class Exit:
     exit_code: int | None  # None when a signal ended the job
     signal: int | None
     usage: Usage | None
+    launch_failure: str | None = None  # the job never ran: the infrastructure failed, not the job
+    failed_nodes: tuple[str, ...] = ()  # nodes the launch failure names
+    detail: str | None = None  # what the launcher said about a failure, for the status reason
 
 
 class LaunchError(Exception):
-    """The job could not be started; the message names the field at fault (exec, wd, stdout...)."""
+    """The job could not be started through its own fault; the message names the field (exec, wd, stdout...)."""
 
 
 class Launcher(Protocol):
@@ -50,59 +58,39 @@ class Launcher(Protocol):
     def signal(self, job_id: str, signum: int) -> None: ...
 
 
-class LocalLauncher:
-    """Jobs as child processes of this one, started with posix_spawn and reaped with wait4."""
+class _Children:
+    """The manager's child processes, one per job, each the leader of its own session."""
 
     def __init__(self) -> None:
         self._pids: dict[int, str] = {}
         self._by_job: dict[str, int] = {}
         self._home = os.getcwd()
-        self._which: dict[tuple[str, str | None], str | None] = {}
 
-    def start(self, launch: Launch) -> None:
-        program = self._resolve(launch.argv[0], launch.env.get("PATH"))
-        fds = _open_streams(launch)
-        try:
-            pid = self._spawn(program, launch, fds)
-        finally:
-            for fd in fds:
-                os.close(fd)
-        self._pids[pid] = launch.job_id
-        self._by_job[launch.job_id] = pid
-
-    def _spawn(self, program: str, launch: Launch, fds: tuple[int, int, int]) -> int:
+    def spawn(self, job_id: str, program: str, argv: Sequence[str], env: Mapping[str, str],
+              fds: tuple[int, int, int], cpus: frozenset[int] | None, wd: str | None) -> None:
         actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
         saved_affinity = None
-        if launch.cpus is not None:
+        if cpus is not None:
             # The child inherits the spawning thread's CPU mask, so it is pinned before its first
             # instruction (an OpenMP runtime reads the mask at start-up; pinning afterwards is too late).
             saved_affinity = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, launch.cpus)
+            os.sched_setaffinity(0, cpus)
         try:
-            if launch.wd:
-                _enter(launch.wd)
-            return os.posix_spawn(program, list(launch.argv), launch.env, file_actions=actions, setsid=True)
+            if wd:
+                _enter(wd)
+            pid = os.posix_spawn(program, list(argv), env, file_actions=actions, setsid=True)
         except OSError as error:
             raise LaunchError(f"exec: cannot run {program}: {error.strerror}") from error
         finally:
-            if launch.wd:
+            if wd:
                 os.chdir(self._home)
             if saved_affinity is not None:
                 os.sched_setaffinity(0, saved_affinity)
+        self._pids[pid] = job_id
+        self._by_job[job_id] = pid
 
-    def _resolve(self, program: str, path: str | None) -> str:
-        if "/" in program:
-            return program
-        key = (program, path)
-        if key not in self._which:
-            self._which[key] = shutil.which(program, path=path)
-        found = self._which[key]
-        if found is None:
-            raise LaunchError(f"exec: {program!r} is not found in PATH")
-        return found
-
-    def reap(self) -> list[Exit]:
-        exits = []
+    def reap(self) -> list[tuple[str, int, os.struct_rusage]]:  # type: ignore[name-defined]
+        ended = []
         while self._pids:
             try:
                 # WNOWAIT first: the zombie keeps its pid, so killing the rest of its session cannot
@@ -116,20 +104,162 @@ class LocalLauncher:
             _kill_group(pid, signal.SIGKILL)
             _, status, rusage = os.wait4(pid, 0)
             job_id = self._pids.pop(pid, None)
-            if job_id is None:
-                continue
-            del self._by_job[job_id]
-            exits.append(_exit_of(job_id, status, rusage))
-        return exits
+            if job_id is not None:
+                del self._by_job[job_id]
+                ended.append((job_id, status, rusage))
+        return ended
 
     def signal(self, job_id: str, signum: int) -> None:
         pid = self._by_job.get(job_id)
         if pid is not None:
             _kill_group(pid, signum)
 
-    @property
-    def running(self) -> int:
-        return len(self._pids)
+
+class LocalLauncher:
+    """Jobs as child processes of this one, pinned to their cores where the cores are real."""
+
+    def __init__(self) -> None:
+        self._children = _Children()
+        self._which: dict[tuple[str, str | None], str | None] = {}
+
+    def start(self, launch: Launch) -> None:
+        program = self._resolve(launch.argv[0], launch.env.get("PATH"))
+        fds = _open_streams(launch)
+        try:
+            self._children.spawn(launch.job_id, program, launch.argv, launch.env, fds, launch.cpus, launch.wd)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _resolve(self, program: str, path: str | None) -> str:
+        if "/" in program:
+            return program
+        key = (program, path)
+        if key not in self._which:
+            self._which[key] = shutil.which(program, path=path)
+        found = self._which[key]
+        if found is None:
+            raise LaunchError(f"exec: {program!r} is not found in PATH")
+        return found
+
+    def reap(self) -> list[Exit]:
+        return [_exit_of(job_id, status, rusage) for job_id, status, rusage in self._children.reap()]
+
+    def signal(self, job_id: str, signum: int) -> None:
+        self._children.signal(job_id, signum)
+
+
+class SrunLauncher:
+    """Each job is one `srun` step, placed with an explicit node list and core count (docs/slurm.md)."""
+
+    def __init__(self, srun: str = "srun", mem_per_cpu_mb: int | None = None) -> None:
+        self._children = _Children()
+        self._srun = shutil.which(srun) or srun
+        self._mem_per_cpu_mb = mem_per_cpu_mb
+        self._logs: dict[str, str] = {}
+
+    def start(self, launch: Launch) -> None:
+        assert launch.placement is not None and launch.launch_log is not None
+        argv = srun_argv(launch, self._srun, self._mem_per_cpu_mb)
+        try:
+            log_fd = os.open(launch.launch_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            raise LaunchError(f"launch log: cannot open {launch.launch_log}: {error.strerror}") from error
+        null_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        null_out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            self._children.spawn(launch.job_id, self._srun, argv, launch.env, (null_in, null_out, log_fd), None, None)
+        finally:
+            for fd in (log_fd, null_in, null_out):
+                os.close(fd)
+        self._logs[launch.job_id] = launch.launch_log
+
+    def reap(self) -> list[Exit]:
+        exits = []
+        for job_id, status, _ in self._children.reap():
+            log_path = self._logs.pop(job_id)
+            code = os.waitstatus_to_exitcode(status)
+            try:
+                with open(log_path, errors="replace") as handle:
+                    text = handle.read(65536)
+            except OSError:
+                text = ""
+            exit = classify_srun_exit(job_id, code, text)
+            if exit.exit_code == 0:
+                os.unlink(log_path)  # nothing to keep: few files per job on a shared filesystem (R21)
+            exits.append(exit)
+        return exits
+
+    def signal(self, job_id: str, signum: int) -> None:
+        # srun forwards SIGTERM to the step's tasks and ends the step after Slurm's KillWait;
+        # SIGKILL ends srun itself, and slurmd then kills the orphaned step.
+        self._children.signal(job_id, signum)
+
+
+def srun_argv(launch: Launch, srun: str = "srun", mem_per_cpu_mb: int | None = None) -> list[str]:
+    """The srun command line that runs `launch` exactly where its placement says. Pure.
+
+    Each flag is justified in docs/slurm.md, "The srun command line".
+    """
+    assert launch.placement is not None
+    nodes = launch.placement.nodes
+    per_node = min(len(cores) for _, cores in launch.placement.cores)
+    tasks = launch.tasks_per_node
+    argv = [
+        srun,
+        f"--nodes={len(nodes)}",
+        f"--ntasks={len(nodes) * tasks}",
+        f"--ntasks-per-node={tasks}",
+        f"--cpus-per-task={max(1, per_node // tasks)}",
+        f"--nodelist={','.join(nodes)}",
+        "--exact",
+        "--cpu-bind=cores",
+        "--kill-on-bad-exit=1",
+        f"--job-name=fsq-{launch.job_id}",
+        f"--input={_pattern_free(launch.stdin) if launch.stdin else 'none'}",
+        f"--output={_pattern_free(launch.stdout)}",
+        f"--error={_pattern_free(launch.stderr)}",
+    ]
+    if launch.wd:
+        argv.append(f"--chdir={launch.wd}")
+    if mem_per_cpu_mb:
+        argv.append(f"--mem-per-cpu={mem_per_cpu_mb}")
+    return [*argv, *launch.argv]
+
+
+def _pattern_free(path: str) -> str:
+    # srun expands %j, %t, %N... in --input/--output/--error; %% is a literal percent sign.
+    return path.replace("%", "%%")
+
+
+# Lines srun prints when a task of the step ended badly: the step ran, so the job failed.
+_TASK_ENDED = re.compile(r"^srun: error: (\S+): tasks? [0-9,\-]+: (.*)$", re.MULTILINE)
+# Lines that say the step never ran properly: the infrastructure failed, not the job.
+_LAUNCH_FAILED = re.compile(
+    r"Unable to create step|Task launch for \S+ failed on node (\S+?):|Job credential|Socket timed out|"
+    r"Unable to contact slurm controller|Communication connection failure|Zero Bytes were transmitted|"
+    r"Unable to confirm allocation|Nodes? (\S+) (?:are|is) still not ready|Application launch failed|"
+    r"Slurm job queue full|Requested nodes are busy"
+)
+_NODE_IN_ERROR = re.compile(r"(?:on node|node[s]?) ([A-Za-z0-9][A-Za-z0-9_.\-]*)")
+
+
+def classify_srun_exit(job_id: str, code: int, log_text: str) -> Exit:
+    """Tell a job's own failure from a failure to launch it, from srun's exit and its messages. Pure."""
+    if code < 0:  # srun itself was killed by a signal: we stopped it
+        return Exit(job_id, None, -code, None)
+    if code == 0:
+        return Exit(job_id, 0, None, None)
+    tasks_ended = _TASK_ENDED.findall(log_text)
+    launch_errors = [line for line in log_text.splitlines() if _LAUNCH_FAILED.search(line)]
+    if launch_errors and not tasks_ended:
+        nodes = tuple(dict.fromkeys(match for line in launch_errors for match in _NODE_IN_ERROR.findall(line)))
+        return Exit(job_id, code, None, None, launch_failure=launch_errors[-1].strip(), failed_nodes=nodes)
+    detail = "; ".join(f"{node}: {what}" for node, what in tasks_ended[:3]) or None
+    # srun reports a task killed by a signal as 128 + the signal number (137 for SIGKILL).
+    if tasks_ended and code > 128 and any(what.startswith(("Killed", "Terminated")) for _, what in tasks_ended):
+        return Exit(job_id, None, code - 128, None, detail=detail)
+    return Exit(job_id, code, None, None, detail=detail)
 
 
 def _exit_of(job_id: str, status: int, rusage: os.struct_rusage) -> Exit:  # type: ignore[name-defined]

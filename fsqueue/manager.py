@@ -49,6 +49,12 @@ class Settings:
     flush_window: float = 0.02
 
 
+# A node named by this many launch failures in a row is taken out of the pool; a job whose launch
+# failed this many times fails (with every error said), rather than loop forever.
+NODE_FAILURE_LIMIT = 3
+MAX_LAUNCH_TRIES = 10
+
+
 class Phase(enum.StrEnum):
     SERVING = "serving"
     DRAINING = "draining"
@@ -86,6 +92,10 @@ class Manager:
         self._queue: dict[str, scheduler.Request] = {}
         self._kill_at: dict[str, float] = {}
         self._stop_reason: dict[str, str] = {}
+        self._admitted: dict[str, int] = {}  # admission order, to put jobs back in their place
+        self._backoff: dict[str, float] = {}  # job id -> monotonic time its next launch try may start
+        self._node_failures: dict[str, int] = {}  # consecutive launch failures naming each node
+        self._excluded: dict[str, str] = {}  # nodes taken out of the pool, with why
         # Ids canceled before their file was seen (on NFS a listing can lag): canceled on arrival.
         self._canceled_early: set[str] = set()
         self._dirty: set[str] = set()
@@ -131,6 +141,7 @@ class Manager:
             record = advance(record, JobState.QUEUED)
         self._set(record)
         self._queue[spec.id] = _request(spec)
+        self._admitted[spec.id] = len(self._admitted)
 
     # -- one step ----------------------------------------------------------------------------------
     def step(self, now: Now, woken_by_event: bool = False) -> None:
@@ -150,6 +161,7 @@ class Manager:
             for request in self._intake.control_requests():
                 self._control(request, now)
         self._reap(now)
+        self._requeue_after_backoff(now)
         if self.phase in (Phase.SERVING, Phase.DRAINING) and self._plan_needed:
             self._schedule(now)
         self._escalate(now)
@@ -170,7 +182,8 @@ class Manager:
         if self.phase == Phase.STOPPING:
             return not self._kill_at and not any(True for _ in self._running_ids())
         if self.phase == Phase.DRAINING:
-            return not self._queue and self.launcher_idle and self._idle_scans >= 1 and self._intake.next_retry() is None
+            return (not self._queue and not self._backoff and self.launcher_idle and self._idle_scans >= 1
+                    and self._intake.next_retry() is None)
         return False
 
     @property
@@ -205,6 +218,7 @@ class Manager:
             else:
                 self._set(advance(record, JobState.QUEUED))
                 self._queue[spec.id] = request
+                self._admitted[spec.id] = len(self._admitted)
                 if spec.id in self._canceled_early:
                     self._canceled_early.discard(spec.id)
                     self._cancel(spec.id, now)
@@ -260,7 +274,13 @@ class Manager:
             record = self.records[exit.job_id]
             self._release(record)
             self._kill_at.pop(exit.job_id, None)
+            self._plan_needed = True
             stopped = self._stop_reason.pop(exit.job_id, None)
+            if exit.launch_failure and not stopped:
+                self._launch_failed(record, exit.launch_failure, exit.failed_nodes, now)
+                continue
+            for node in record.placement.nodes if record.placement else ():
+                self._node_failures.pop(node, None)
             if stopped:
                 state, reason = JobState.CANCELED, stopped
             elif exit.exit_code == 0:
@@ -268,20 +288,64 @@ class Manager:
             else:
                 state = JobState.FAILED
                 reason = f"exit code {exit.exit_code}" if exit.signal is None else f"killed by signal {exit.signal}"
+                reason += f" ({exit.detail})" if exit.detail else ""
             self._set(advance(record, state, exit_code=exit.exit_code, signal=exit.signal, reason=reason,
                               usage=exit.usage, end_time=now.wall))
-            self._plan_needed = True
+
+    def _launch_failed(self, record: JobRecord, message: str, nodes: tuple[str, ...], now: Now) -> None:
+        """The job never ran: try again later, elsewhere if a node is to blame; never charge the job."""
+        tries = record.launch_failures + 1
+        for node in nodes:
+            if node in self._free:
+                self._node_failures[node] = self._node_failures.get(node, 0) + 1
+                if self._node_failures[node] >= NODE_FAILURE_LIMIT:
+                    self._exclude(node, f"{self._node_failures[node]} launches failed in a row, last: {message}", now)
+        if tries >= MAX_LAUNCH_TRIES:
+            self._set(advance(record, JobState.FAILED, launch_failures=tries, end_time=now.wall,
+                              reason=f"could not be launched ({tries} tries); last error: {message}"))
+            return
+        delay = min(2.0 ** (tries - 1), 60.0)
+        self._set(advance(record, JobState.QUEUED, launch_failures=tries, placement=None, start_time=None,
+                          reason=f"launch failed ({message}); try {tries + 1} in {delay:g} s"))
+        self._backoff[record.spec.id] = now.mono + delay
+
+    def _exclude(self, node: str, why: str, now: Now) -> None:
+        log.warning("taking node %s out of the pool: %s", node, why)
+        self._excluded[node] = why
+        self._free[node].clear()
+        self._info_changed = True
+        capacity = {name: cores for name, cores in self._capacity.items() if name not in self._excluded}
+        for job_id, request in list(self._queue.items()):
+            reason = scheduler.never_fits(request, capacity)
+            if reason:
+                del self._queue[job_id]
+                self._set(advance(self.records[job_id], JobState.FAILED, end_time=now.wall,
+                                  reason=f"can no longer start: {reason} (node {node} was taken out: {why})"))
+
+    def _requeue_after_backoff(self, now: Now) -> None:
+        ready = [job_id for job_id, when in self._backoff.items() if when <= now.mono]
+        if not ready:
+            return
+        for job_id in ready:
+            del self._backoff[job_id]
+            if self.records[job_id].state == JobState.QUEUED:
+                self._queue[job_id] = _request(self.records[job_id].spec)
+        # Back in its first-come place: ids rise with submission time within each submitter.
+        self._queue = dict(sorted(self._queue.items(), key=lambda item: self._admitted[item[0]]))
+        self._plan_needed = True
 
     def _release(self, record: JobRecord) -> None:
         if record.placement:
             for node, cores in record.placement.cores:
-                self._free[node].update(cores)
+                if node not in self._excluded:
+                    self._free[node].update(cores)
 
     def _schedule(self, now: Now) -> None:
         self._plan_needed = False
-        free = {node: sorted(cores) for node, cores in self._free.items()}
+        free = {node: sorted(cores) for node, cores in self._free.items() if node not in self._excluded}
+        capacity = {node: cores for node, cores in self._capacity.items() if node not in self._excluded}
         # The scheduler stops reading the queue once no core is left, so hand it the queue as it is.
-        plan = scheduler.plan(self._queue.values(), free, self._capacity, self.settings.max_overtaken)
+        plan = scheduler.plan(self._queue.values(), free, capacity, self.settings.max_overtaken)
         for job_id in plan.overtaken:
             request = self._queue[job_id]
             self._queue[job_id] = dataclasses.replace(request, overtaken=request.overtaken + 1)
@@ -302,7 +366,8 @@ class Manager:
 
     def _launch_of(self, record: JobRecord, placement: model.Placement) -> Launch:
         spec = record.spec
-        per_node = len(placement.cores[0][1])
+        per_node = min(len(cores) for _, cores in placement.cores)
+        threads = max(1, per_node // spec.tasks_per_node)
         env = dict(self._base_env)
         env.update(spec.env)
         env.update(
@@ -315,12 +380,14 @@ class Manager:
             FSQ_NUM_NODES=str(len(placement.cores)),
             FSQ_CORES_PER_NODE=str(per_node),
             FSQ_NUM_CORES=str(placement.total_cores),
-            OMP_NUM_THREADS=str(per_node),
+            FSQ_TASKS_PER_NODE=str(spec.tasks_per_node),
+            OMP_NUM_THREADS=str(threads),
         )
         node, cores = placement.cores[0]
         pins = self._pins.get(node)
         cpus = frozenset(pins[core] for core in cores) if pins is not None and len(placement.cores) == 1 else None
-        return Launch(spec.id, spec.argv, env, spec.wd, spec.stdin, record.stdout, record.stderr, cpus)
+        return Launch(spec.id, spec.argv, env, spec.wd, spec.stdin, record.stdout, record.stderr, cpus, placement,
+                      spec.tasks_per_node, str(self.spool.launch_log(spec.id)))
 
     # -- records -----------------------------------------------------------------------------------
     def _set(self, record: JobRecord) -> None:
@@ -359,9 +426,15 @@ class Manager:
             "heartbeat": now.wall,
             "interval": self.settings.heartbeat,
             "poll": self.settings.poll,
-            "nodes": [{"name": n.name, "cores": n.cores, "busy": busy[n.name]} for n in self.allocation.nodes],
+            "nodes": [self._node_info(node.name, busy[node.name]) for node in self.allocation.nodes],
             "counts": {str(state): count for state, count in self.counts.items() if count},
         })
+
+    def _node_info(self, name: str, busy: int) -> dict[str, Any]:
+        info: dict[str, Any] = {"name": name, "cores": self._capacity[name], "busy": busy}
+        if name in self._excluded:
+            info.update(busy=self._capacity[name], excluded=self._excluded[name])
+        return info
 
     def next_deadline(self, now: Now) -> float:
         """The monotonic time by which step() must run again, whatever wakes the manager or not."""
@@ -369,6 +442,7 @@ class Manager:
         if self._dirty:
             deadlines.append(self._next_flush)
         deadlines += [d for d in self._kill_at.values() if d != float("inf")]
+        deadlines += self._backoff.values()
         retry = self._intake.next_retry()
         if retry is not None:
             deadlines.append(min(retry, now.mono + self.settings.poll))

@@ -101,6 +101,8 @@ class JobSpec:
     cores: Range
     nodes: Range
     document: Mapping[str, Any]
+    tasks_per_node: int = 1
+    exclusive: bool = False
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -153,6 +155,7 @@ class JobRecord:
     signal: int | None = None
     reason: str | None = None
     usage: Usage | None = None
+    launch_failures: int = 0  # tries the infrastructure failed to start; never counted against the job
 
 
 def advance(record: JobRecord, state: JobState, **changes: Any) -> JobRecord:
@@ -173,6 +176,7 @@ def status_document(record: JobRecord, manager: Mapping[str, Any] | None = None)
         "state": str(record.state),
         "seq": record.seq,
         "attempt": record.attempt,
+        "launch_failures": record.launch_failures,
         "reason": record.reason,
         "exit_code": record.exit_code,
         "signal": record.signal,
@@ -181,7 +185,7 @@ def status_document(record: JobRecord, manager: Mapping[str, Any] | None = None)
         "end_time": record.end_time,
         "nodes": list(placement.nodes) if placement else [],
         "cores": {node: list(cores) for node, cores in placement.cores} if placement else {},
-        "resources": {"cores": record.spec.cores.to_json(), "nodes": record.spec.nodes.to_json()},
+        "resources": _resources_json(record.spec),
         "stdout": record.stdout,
         "stderr": record.stderr,
         "usage": {"cpu_user": usage.cpu_user, "cpu_system": usage.cpu_system, "max_rss_kib": usage.max_rss_kib}
@@ -190,6 +194,15 @@ def status_document(record: JobRecord, manager: Mapping[str, Any] | None = None)
         "submission": record.submission,
         "manager": dict(manager) if manager else None,
     }
+
+
+def _resources_json(spec: JobSpec) -> dict[str, Any]:
+    resources: dict[str, Any] = {"cores": spec.cores.to_json(), "nodes": spec.nodes.to_json()}
+    if spec.tasks_per_node != 1:
+        resources["tasks_per_node"] = spec.tasks_per_node
+    if spec.exclusive:
+        resources["exclusive"] = True
+    return resources
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,10 +285,20 @@ def _semantic_problems(job: Mapping[str, Any]) -> list[str]:
             problems.append(f"env.{key}: not a valid variable name")
         elif key.startswith("FSQ_"):
             problems.append(f"env.{key}: names starting with FSQ_ are set by fsqueue")
+    resources = job.get("resources", {})
     for field in ("cores", "nodes"):
-        value = job.get("resources", {}).get(field)
+        value = resources.get(field)
         if isinstance(value, dict) and value.get("max", value["min"]) < value["min"]:
             problems.append(f"resources.{field}: min ({value['min']}) is greater than max ({value['max']})")
+    if resources.get("exclusive") and "cores" in resources:
+        problems.append("resources.exclusive: a job with whole nodes gets all their cores; leave cores out")
+    tasks, cores = resources.get("tasks_per_node", 1), resources.get("cores", 1)
+    if tasks > 1 and not resources.get("exclusive"):
+        low = cores if isinstance(cores, int) else cores["min"]
+        if not isinstance(cores, int) and cores.get("max", low) != low:
+            problems.append("resources.tasks_per_node: goes with a fixed number of cores, not a range")
+        elif low % tasks:
+            problems.append(f"resources.tasks_per_node: {tasks} tasks cannot share {low} cores evenly")
     return problems
 
 
@@ -297,6 +320,8 @@ def _build_spec(job: Mapping[str, Any], ids: Iterator[str]) -> JobSpec:
         cores=Range.parse(resources.get("cores")),
         nodes=Range.parse(resources.get("nodes")),
         document=document,
+        tasks_per_node=resources.get("tasks_per_node", 1),
+        exclusive=resources.get("exclusive", False),
     )
 
 

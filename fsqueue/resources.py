@@ -273,3 +273,18 @@ def parse_scontrol_end_time(
     except ValueError:
         raise ResourceError(f"EndTime={match[1]!r}: expected YYYY-MM-DDTHH:MM:SS") from None
     return when.replace(tzinfo=tz).timestamp()
+
+
+def mem_per_cpu_mb(env: Mapping[str, str], allocation: Allocation) -> int | None:
+    """Memory each step should ask per CPU, from the allocation's own request, or None if it made none.
+
+    Without an explicit amount a Slurm step may be given all of a node's memory, and the next step
+    on that node then waits for memory instead of cores (radical.pilot#2620, optimas#266).
+    """
+    per_cpu = env.get("SLURM_MEM_PER_CPU", "")
+    if per_cpu.isdigit() and int(per_cpu) > 0:
+        return int(per_cpu)
+    per_node = env.get("SLURM_MEM_PER_NODE", "")
+    if per_node.isdigit() and int(per_node) > 0:
+        return max(1, int(per_node) // max(node.cores for node in allocation.nodes))
+    return None

@@ -25,6 +25,7 @@ class Request:
     cores: Range
     nodes: Range
     overtaken: int = 0
+    exclusive: bool = False  # whole nodes: only nodes with every core free, and all of them
 
 
 @dataclass(frozen=True)
@@ -48,18 +49,18 @@ def plan(
     placements: list[tuple[str, Placement]] = []
     waiting: list[tuple[int, str]] = []
     reservations: dict[str, tuple[str, ...]] = {}
-    failed_shapes: list[tuple[int, int]] = []
+    failed_shapes: list[tuple[bool, int, int]] = []
     last_start = -1
     for position, request in enumerate(queue):
         if spare == 0:
             break
         starving = request.overtaken >= max_overtaken
-        shape = (request.cores.min, request.nodes.min)
+        shape = (request.exclusive, request.cores.min, request.nodes.min)
         # A shape at least as large as one that did not fit cannot fit either: free space only shrinks.
-        if not starving and any(c <= shape[0] and n <= shape[1] for c, n in failed_shapes):
+        if not starving and any(e == shape[0] and c <= shape[1] and n <= shape[2] for e, c, n in failed_shapes):
             waiting.append((position, request.job_id))
             continue
-        chosen = _choose(request, pool, held)
+        chosen = _choose_whole(request, pool, capacity, held) if request.exclusive else _choose(request, pool, held)
         if chosen is None:
             failed_shapes.append(shape)
             waiting.append((position, request.job_id))
@@ -97,12 +98,22 @@ def _choose(request: Request, pool: Mapping[str, list[int]], held: set[str]) -> 
     return Placement(tuple((node, tuple(pool[node][:best_per_node])) for node in candidates[:best_count]))
 
 
+def _choose_whole(
+    request: Request, pool: Mapping[str, list[int]], capacity: Mapping[str, int], held: set[str]
+) -> Placement | None:
+    idle = [node for node, free in pool.items() if node not in held and len(free) == capacity[node]]
+    if len(idle) < request.nodes.min:
+        return None
+    count = min(request.nodes.max, len(idle))
+    return Placement(tuple((node, tuple(pool[node])) for node in idle[:count]))
+
+
 def _reserve(
     request: Request, pool: Mapping[str, list[int]], capacity: Mapping[str, int], held: set[str]
 ) -> tuple[str, ...]:
     """The nodes a starving job will run on: those big enough to hold it, the emptiest first."""
     candidates = sorted(
-        (node for node in pool if node not in held and capacity[node] >= request.cores.min),
+        (node for node in pool if node not in held and (request.exclusive or capacity[node] >= request.cores.min)),
         key=lambda node: -len(pool[node]),
     )
     return tuple(candidates[: request.nodes.min]) if len(candidates) >= request.nodes.min else ()
@@ -110,6 +121,10 @@ def _reserve(
 
 def never_fits(request: Request, capacity: Mapping[str, int]) -> str | None:
     """Why a job can never start in this allocation, or None if it can."""
+    if request.exclusive:
+        if len(capacity) >= request.nodes.min:
+            return None
+        return f"needs {request.nodes.min} whole nodes; this allocation has {len(capacity)}"
     big_enough = [node for node, cores in capacity.items() if cores >= request.cores.min]
     if len(big_enough) >= request.nodes.min:
         return None
