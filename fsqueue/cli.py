@@ -301,7 +301,8 @@ def _render_summary(summary: dict[str, Any]) -> str:
         f"jobs: {_counts_line(summary['counts'])}",
         f"cores: {cores['busy']} busy, {cores['total'] - cores['busy']} free of {cores['total']}",
     ]
-    lines += [f"  {n['name']}: {n['busy']}/{n['cores']} busy" for n in summary["nodes"]]
+    lines += [f"  {n['name']}: out of the pool ({n['excluded']})" if n.get("excluded")
+              else f"  {n['name']}: {n['busy']}/{n['cores']} busy" for n in summary["nodes"]]
     lines.append(f"incoming: {summary['incoming']} file(s) not taken in yet")
     return "\n".join(lines)
 
