@@ -235,3 +235,30 @@ def test_drain_mode_exits_when_idle(start_manager):
     manager = start_manager("--cores", "2", "--drain", wait=False)
     assert manager.wait_exit() == 0
     assert read_json(manager.spool / "manager.json")["phase"] == "stopped"
+
+
+def test_wait_all_and_list(start_manager):
+    manager = start_manager("--cores", "2")
+    ids = submit(manager, "-", input=json.dumps([{"name": f"w{i}", "script": f"exit {i % 2}"} for i in range(6)]).encode())
+    waited = run_fsq("wait", "--all", "--timeout", "60", spool=manager.spool)
+    assert waited.returncode == 1  # three of them exit 1
+    assert waited.stdout.decode().split(", ") == ["FAILED 3", "SUCCEEDED 3\n"]
+    listed = json.loads(run_fsq("list", "--json", spool=manager.spool, check=True).stdout)
+    assert sorted(doc["id"] for doc in listed) == sorted(ids)
+    failed = json.loads(run_fsq("list", "--state", "failed", "--json", spool=manager.spool, check=True).stdout)
+    assert sorted(doc["name"] for doc in failed) == ["w1", "w3", "w5"]
+    table = run_fsq("list", spool=manager.spool, check=True).stdout.decode().splitlines()
+    assert table[0].split() == ["ID", "STATE", "EXIT", "CORES", "NAME"] and len(table) == 7
+    summary = json.loads(run_fsq("status", "--json", spool=manager.spool, check=True).stdout)
+    assert summary["counts"] == {"FAILED": 3, "SUCCEEDED": 3} and summary["manager"]["alive"]
+    assert summary["cores"] == {"total": 2, "busy": 0}
+
+
+def test_wait_by_name_and_timeout(start_manager):
+    manager = start_manager("--cores", "1")
+    submit(manager, "--name", "slow", "--", "sleep", "30")
+    timed_out = run_fsq("wait", "slow", "--timeout", "0.5", spool=manager.spool)
+    assert timed_out.returncode == 3 and "timed out" in timed_out.stderr.decode()
+    run_fsq("cancel", "slow", spool=manager.spool, check=True)
+    waited = run_fsq("wait", "slow", "--timeout", "30", spool=manager.spool)
+    assert waited.returncode == 1 and waited.stdout.decode().split()[1] == "CANCELED"
