@@ -9,7 +9,9 @@ or a writer on another node whose data arrives at close): it waits in claimed/ a
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,10 @@ from fsqueue.spool import LOCK_SUFFIX, Spool, Unsafe, is_job_id, is_submission_n
 log = logging.getLogger(__name__)
 
 DEFAULT_TORN_GRACE = 10.0
+# A job nests 4 levels at most (list, job, resources, cores). orjson 3.8 crashes the whole process on
+# ~10^5 levels, and jsonschema's messages exceed Python's recursion limit at ~1000, so nesting is
+# bounded on the raw bytes before anything parses them.
+MAX_NESTING = 64
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,13 @@ class Intake:
         names = list(self._torn)
         if scan:
             names += self._claim_new(self._spool.incoming, limit)
-        accepted = []
+        accepted: list[Submission] = []
+        batch_ids: set[str] = set()  # known_ids learns of this batch only after we return
         for name in names:
-            submission = self._process(name, now, known_ids)
+            submission = self._process(name, now, known_ids, batch_ids)
             if submission is not None:
                 accepted.append(submission)
+                batch_ids.update(spec.id for spec in submission.specs)
         return accepted
 
     def leftovers(self) -> list[str]:
@@ -82,6 +90,8 @@ class Intake:
         for name in listing.candidates:
             if len(claimed) >= limit:
                 break
+            if name in self._torn:
+                continue  # its namesake waits in claimed/; a rename now would overwrite it
             if name in listing.locked and not self._claim_locked(directory, name):
                 continue
             elif name not in listing.locked and self._spool.claim(directory, name) is None:
@@ -91,16 +101,25 @@ class Intake:
 
     def _claim_locked(self, directory: Path, name: str) -> bool:
         # The courtesy lock of docs/spool.md: a writer that cannot rename holds it while writing in place.
-        lock = FileLock(directory / f".{name}{LOCK_SUFFIX}", timeout=0)
+        lock_path = directory / f".{name}{LOCK_SUFFIX}"
+        lock = FileLock(lock_path, timeout=0)
         try:
-            with lock:
-                claimed = self._spool.claim(directory, name) is not None
-                (directory / f".{name}{LOCK_SUFFIX}").unlink(missing_ok=True)
-                return claimed
+            lock.acquire()
         except Timeout:
             return False
+        except OSError as error:
+            # A symlink or a directory: no cooperating writer can hold such a lock, and raising here
+            # would stop all intake at every scan. Take the file as unlocked; its own checks decide.
+            log.warning("ignoring %s, which cannot be a lock: %s", lock_path, error.strerror)
+            return self._spool.claim(directory, name) is not None
+        try:
+            claimed = self._spool.claim(directory, name) is not None
+            lock_path.unlink(missing_ok=True)
+            return claimed
+        finally:
+            lock.release()
 
-    def _process(self, name: str, now: float, known_ids: Container[str]) -> Submission | None:
+    def _process(self, name: str, now: float, known_ids: Container[str], batch_ids: set[str]) -> Submission | None:
         path = self._spool.claimed / name
         try:
             document = self._read(name, path, now)
@@ -111,8 +130,9 @@ class Intake:
                                    "use a new file name for a new submission", receipt=False)
                 return None
             specs = model.parse_jobs(document, self._ids)
-            _check_ids(specs, known_ids)
+            _check_ids(specs, known_ids, batch_ids)
         except (Unsafe, InvalidJob) as error:
+            self._torn.pop(name, None)  # settled: never read (and rejected) again
             self._spool.reject(path, name, str(error))
             return None
         stamped = [spec.document for spec in specs] if isinstance(document, list) else specs[0].document
@@ -133,7 +153,8 @@ class Intake:
                 self._torn[name] = (first_seen, len(data))
                 return None
             self._torn.pop(name, None)
-            raise Unsafe(f"incomplete JSON ({len(data)} bytes), unchanged for {self._torn_grace:g} s") from None
+            what = "the file is empty" if not data.strip() else f"incomplete JSON ({len(data)} bytes)"
+            raise Unsafe(f"{what}, unchanged for {self._torn_grace:g} s") from None
         self._torn.pop(name, None)
         return document
 
@@ -163,19 +184,43 @@ _NAME_RULE = "[A-Za-z0-9_][A-Za-z0-9_.+=@,-]*.json, at most 205 characters, no '
 def _parse(data: bytes) -> Any:
     if not data.strip():
         raise _Torn()
+    if _nests_deeper(data, MAX_NESTING):
+        raise InvalidJob(f"the JSON nests more than {MAX_NESTING} levels deep; a submission needs at most 4")
     try:
-        return orjson.loads(data)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.end == len(data) and error.reason == "unexpected end of data":
+            raise _Torn() from None  # cut inside a multi-byte character
+        raise InvalidJob(f"not UTF-8: {error.reason} at byte {error.start}; save the file as UTF-8") from None
+    try:
+        return orjson.loads(text)
     except orjson.JSONDecodeError as error:
         # A prefix of a valid document fails at its very end; a malformed one fails before it.
-        if error.pos >= len(data.rstrip()):
+        # orjson counts positions in characters, so the end is measured in characters too.
+        if error.pos >= len(text.rstrip()):
             raise _Torn() from None
         raise InvalidJob(f"not valid JSON: {error}") from None
 
 
-def _check_ids(specs: list[JobSpec], known_ids: Container[str]) -> None:
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 as signed bytes
+
+
+def _nests_deeper(data: bytes, limit: int) -> bool:
+    """Whether the brackets outside strings nest deeper than `limit`, counting those a torn file left
+    open. Linear and in C: a 16 MiB file of brackets takes about half a second."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    outside_strings = _JSON_STRING.sub(b"", data).split(b'"', 1)[0]  # an unclosed string runs to the end
+    steps = outside_strings.translate(_DEPTH_STEP, _NOT_BRACKETS)
+    return max(itertools.accumulate(memoryview(steps).cast("b")), default=0) > limit
+
+
+def _check_ids(specs: list[JobSpec], known_ids: Container[str], batch_ids: set[str]) -> None:
     seen: set[str] = set()
     for spec in specs:
-        if spec.id in known_ids or spec.id in seen:
+        if spec.id in known_ids or spec.id in batch_ids or spec.id in seen:
             raise InvalidJob(f"id: duplicate job id {spec.id}; a job with this id was already submitted")
         seen.add(spec.id)
 

@@ -4,7 +4,8 @@ The public description is docs/spool.md; this docstring and that file change tog
 
 Layout under the spool root (all names are made by fsqueue or checked against one grammar):
 
-    incoming/NAME.json        drop box. Clients publish here; names starting with '.' are ignored
+    incoming/NAME.json        drop box. Clients publish here; names starting with '.' or ending in
+                              .part or .tmp are files still being written and are ignored (R9)
     incoming/.NAME.json.lock  courtesy lock (filelock) for writers that cannot rename: held while writing
     tmp/                      staging for `fsq submit` (same filesystem as incoming/); the manager never reads it
     claimed/NAME.json         files the manager has taken out of incoming/ by rename and is reading now
@@ -48,12 +49,13 @@ SPOOL_MODE = 0o700
 # Job ids: 9 base32 characters of milliseconds since the epoch, then 7 of randomness (Crockford's
 # alphabet, lower case). Fixed width, so ids sort by creation time as plain strings.
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-JOB_ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{16}$")
+JOB_ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{16}\Z")  # \Z: "$" also matches before a final "\n"
 _TIME_DIGITS, _RANDOM_DIGITS = 9, 7
 
 # Names of submission and control files: a word character first, then a short run of safe characters.
-SUBMISSION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=@,-]{0,199}\.json$")
+SUBMISSION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=@,-]{0,199}\.json\Z")
 LOCK_SUFFIX = ".lock"
+STAGING_SUFFIXES = (".part", ".tmp")
 
 _DIRS = ("incoming", "tmp", "claimed", "accepted", "rejected", "receipts", "status", "output", "control")
 
@@ -192,6 +194,10 @@ class Spool:
     def default_output(self, job_id: str, stream: str) -> Path:
         return self.output / f"{job_id}.{'out' if stream == 'stdout' else 'err'}"
 
+    def launch_log(self, job_id: str) -> Path:
+        """Where a launcher's own messages about the job go (srun's stderr)."""
+        return self.output / f"{job_id}.launch"
+
     # -- creation and checks ------------------------------------------------------------------
     @classmethod
     def create(cls, root: str | os.PathLike[str]) -> Spool:
@@ -235,27 +241,32 @@ class Spool:
         if not is_submission_name(name):
             raise SpoolError(f"{name!r} is not a valid submission file name")
         staging = self.tmp / f"{name}.{os.getpid()}.{secrets.token_hex(4)}.part"
+        target = directory / name
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        target = directory / name
-        os.rename(staging, target)
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(staging, target)
+        except BaseException:
+            staging.unlink(missing_ok=True)  # nothing else would ever remove it from tmp/
+            raise
         fsync_dir(directory)
         return target
 
     # -- scanning and claiming (manager) -------------------------------------------------------
     def scan(self, directory: Path) -> Listing:
-        """List a drop directory by name only; dot-names (staging, locks, NFS silly renames) are skipped."""
+        """List a drop directory by name only; dot-names (staging, locks, NFS silly renames) and
+        *.part / *.tmp (files still being written, rule R9) are skipped."""
         try:
             with os.scandir(directory) as entries:
                 names = [entry.name for entry in entries]
         except FileNotFoundError:
             return Listing((), frozenset())
         locks = {name[1 : -len(LOCK_SUFFIX)] for name in names if name.startswith(".") and name.endswith(LOCK_SUFFIX)}
-        candidates = sorted(name for name in names if not name.startswith("."))
+        candidates = sorted(name for name in names if not name.startswith(".") and not name.endswith(STAGING_SUFFIXES))
         return Listing(tuple(candidates), frozenset(locks & set(candidates)))
 
     def claim(self, source: Path, name: str) -> Path | None:
@@ -269,6 +280,16 @@ class Spool:
 
     def read_request(self, path: Path) -> bytes:
         """Read a claimed file, refusing anything that another user owns or could have written."""
+        # Refuse by type before opening: opening a device node as root can act (a tape rewinds, a
+        # watchdog arms), and a socket fails with ENXIO, which names no cause. fstat below re-checks.
+        try:
+            info = os.lstat(path)
+        except OSError as error:
+            raise Unsafe(f"it cannot be opened: {error.strerror}") from error
+        if stat.S_ISLNK(info.st_mode):
+            raise Unsafe("it is a symbolic link; links are never followed out of the spool")
+        if not stat.S_ISREG(info.st_mode):
+            raise Unsafe(f"it is not a regular file (mode {stat.filemode(info.st_mode)})")
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as error:
