@@ -172,7 +172,7 @@ class Intake:
             except _Torn:
                 continue  # published in place and not finished yet: read it at the next scan
             except (Unsafe, InvalidJob) as error:
-                self._spool.reject(path, name, str(error))
+                self._spool.reject(path, name, str(error), receipt=False)  # receipts are for submissions
                 continue
             path.unlink(missing_ok=True)
         return requests

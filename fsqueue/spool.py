@@ -205,6 +205,7 @@ class Spool:
         path = Path(root).absolute()
         try:
             path.mkdir(mode=SPOOL_MODE, parents=True, exist_ok=True)
+            cls(path).check_root()  # before making anything inside: the root may be a link elsewhere
             for name in _DIRS:
                 (path / name).mkdir(mode=SPOOL_MODE, exist_ok=True)
         except OSError as error:
@@ -219,6 +220,11 @@ class Spool:
         if not (path / "incoming").is_dir():
             raise SpoolError(f"no spool at {path}: start `fsq manager --spool {path}` or submit once to create it")
         return cls(path)
+
+    def check_root(self) -> None:
+        info = os.lstat(self.root)
+        if not stat.S_ISDIR(info.st_mode):
+            raise SpoolError(f"{self.root} is not a directory (a link?): refusing to use this spool")
 
     def check(self) -> None:
         """Refuse a spool whose directories are links, are not ours, or that others could write into."""
