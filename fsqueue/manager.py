@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import itertools
 import logging
 import os
 import selectors
@@ -23,12 +24,13 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from fsqueue import model, scheduler
+from fsqueue.deps import After, Dependencies, Outcome
 from fsqueue.errors import ManagerBusy
 from fsqueue.intake import ControlRequest, Intake, Submission
 from fsqueue.launcher import Launch, LaunchError, Launcher, LocalLauncher
 from fsqueue.model import JobRecord, JobSpec, JobState, advance
 from fsqueue.resources import Allocation
-from fsqueue.spool import IdMaker, Spool, read_json
+from fsqueue.spool import IdMaker, Spool, is_job_id, read_json
 from fsqueue.watch import DirectoryWatch, Waker
 
 log = logging.getLogger(__name__)
@@ -47,12 +49,15 @@ class Settings:
     # Status files are rewritten at most this often; a job that starts and ends within one window
     # gets one write instead of two. Times inside the files are exact whatever the window.
     flush_window: float = 0.02
+    # This close to the allocation's end, new submissions stay in incoming/ for the next allocation.
+    end_margin: float = 120.0
 
 
 # A node named by this many launch failures in a row is taken out of the pool; a job whose launch
 # failed this many times fails (with every error said), rather than loop forever.
 NODE_FAILURE_LIMIT = 3
 MAX_LAUNCH_TRIES = 10
+WHY_NOT_SHOWN = 20  # queued jobs at the head of the queue whose status says why they wait
 
 
 class Phase(enum.StrEnum):
@@ -91,7 +96,12 @@ class Manager:
         # Queued jobs in first-come order, with what each asks of the scheduler (a dict: ordered, O(1) removal).
         self._queue: dict[str, scheduler.Request] = {}
         self._kill_at: dict[str, float] = {}
-        self._stop_reason: dict[str, str] = {}
+        self._stop_reason: dict[str, tuple[JobState, str]] = {}  # job -> (state it ends in, why)
+        self._walltime_at: dict[str, float] = {}  # running job -> monotonic time its walltime ends
+        self._running: set[str] = set()
+        self._deps = Dependencies(is_job_id)
+        self._held: set[str] = set()  # queued jobs waiting for their dependencies
+        self._queue_unsorted = False
         self._admitted: dict[str, int] = {}  # admission order, to put jobs back in their place
         self._backoff: dict[str, float] = {}  # job id -> monotonic time its next launch try may start
         self._node_failures: dict[str, int] = {}  # consecutive launch failures naming each node
@@ -114,19 +124,25 @@ class Manager:
     def recover(self, now: Now) -> None:
         """Take up the spool as a previous manager left it: accepted jobs that have not finished are queued."""
         self._started = now.wall
+        unfinished = []
         for name in self.spool.scan(self.spool.accepted).candidates:
             document = read_json(self.spool.accepted / name)
             for spec in model.accepted_specs(document):
-                self._recover_job(spec, name, now)
+                status = self.spool.read_status(spec.id) or {}
+                state = JobState(status["state"]) if status.get("state") in JobState.__members__ else None
+                if state is not None and state.is_final:
+                    self._finished_ids.add(spec.id)
+                    self.counts[state] += 1
+                    self._deps.known(spec.id, spec.name, ended=state)
+                else:
+                    unfinished.append((spec, name, status, state))
+        # Finished jobs first, so that a dependency on one of them is judged as met or not at once.
+        for spec, name, status, state in unfinished:
+            self._recover_job(spec, name, status, state, now)
         self._intake.adopt(self._intake.leftovers())
 
-    def _recover_job(self, spec: JobSpec, submission: str, now: Now) -> None:
-        status = self.spool.read_status(spec.id) or {}
-        state = JobState(status["state"]) if status.get("state") in JobState.__members__ else None
-        if state is not None and state.is_final:
-            self._finished_ids.add(spec.id)
-            self.counts[state] += 1
-            return
+    def _recover_job(self, spec: JobSpec, submission: str, status: dict[str, Any], state: JobState | None,
+                     now: Now) -> None:
         # Restoring what the status file says, not a transition: the transition comes next.
         record = dataclasses.replace(
             self._new_record(spec, submission, status.get("submit_time") or now.wall),
@@ -140,8 +156,7 @@ class Manager:
         elif state is None:
             record = advance(record, JobState.QUEUED)
         self._set(record)
-        self._queue[spec.id] = _request(spec)
-        self._admitted[spec.id] = len(self._admitted)
+        self._enqueue(record, now)
 
     # -- one step ----------------------------------------------------------------------------------
     def step(self, now: Now, woken_by_event: bool = False) -> None:
@@ -150,7 +165,7 @@ class Manager:
         scan = woken_by_event or settle or now.mono >= self._next_scan
         if scan:
             self._next_scan = now.mono + self.settings.poll
-        if self.phase in (Phase.SERVING, Phase.DRAINING):
+        if self.phase in (Phase.SERVING, Phase.DRAINING) and not self._near_the_end(now):
             submissions = self._intake.submissions(now.mono, scan, self, self.settings.intake_batch)
             for submission in submissions:
                 self._admit(submission, now)
@@ -167,28 +182,34 @@ class Manager:
         self._escalate(now)
         self._flush(now)
 
+    def _time_left(self, now: Now) -> float | None:
+        end = self.allocation.end_time
+        return None if end is None else end - now.wall
+
+    def _near_the_end(self, now: Now) -> bool:
+        left = self._time_left(now)
+        return left is not None and left < self.settings.end_margin
+
     def __contains__(self, job_id: object) -> bool:  # the set of ids already in use, for intake
         return job_id in self.records or job_id in self._finished_ids
 
     @property
     def running(self) -> int:
-        return sum(1 for _ in self._running_ids())
-
-    def _running_ids(self) -> Any:
-        return (job_id for job_id in self.records if self.records[job_id].state == JobState.RUNNING)
+        return len(self._running)
 
     @property
     def finished(self) -> bool:
         if self.phase == Phase.STOPPING:
-            return not self._kill_at and not any(True for _ in self._running_ids())
+            return not self._kill_at and not self._running
         if self.phase == Phase.DRAINING:
+            # Jobs held by dependencies that nothing in this spool can meet any more do not keep it open.
             return (not self._queue and not self._backoff and self.launcher_idle and self._idle_scans >= 1
                     and self._intake.next_retry() is None)
         return False
 
     @property
     def launcher_idle(self) -> bool:
-        return not any(True for _ in self._running_ids())
+        return not self._running
 
     def stop(self, why: str, now: Now) -> None:
         """No new launches; running jobs get SIGTERM now and SIGKILL after the grace period."""
@@ -198,8 +219,8 @@ class Manager:
         self.phase = Phase.STOPPING
         self._info_changed = True
         deadline = now.mono + self.settings.grace
-        for job_id in list(self._running_ids()):
-            self._terminate(job_id, f"stopped by manager shutdown ({why})", deadline)
+        for job_id in sorted(self._running):
+            self._terminate(job_id, JobState.CANCELED, f"stopped by manager shutdown ({why})", deadline)
 
     def drain(self) -> None:
         if self.phase == Phase.SERVING:
@@ -216,13 +237,12 @@ class Manager:
             if reason:
                 self._set(advance(record, JobState.REJECTED, reason=reason, end_time=now.wall))
             else:
-                self._set(advance(record, JobState.QUEUED))
-                self._queue[spec.id] = request
-                self._admitted[spec.id] = len(self._admitted)
+                record = advance(record, JobState.QUEUED)
+                self._set(record)
+                self._enqueue(record, now)
                 if spec.id in self._canceled_early:
                     self._canceled_early.discard(spec.id)
                     self._cancel(spec.id, now)
-                self._plan_needed = True
             ids.append(spec.id)
         self.spool.write_receipt(submission.name, {"state": "ACCEPTED", "ids": ids})
 
@@ -234,6 +254,43 @@ class Manager:
             stdout=_absolute(spec.stdout, spec.wd) if spec.stdout else str(self.spool.default_output(spec.id, "stdout")),
             stderr=_absolute(spec.stderr, spec.wd) if spec.stderr else str(self.spool.default_output(spec.id, "stderr")),
         )
+
+    # -- the ready queue and dependencies -------------------------------------------------------------
+    def _enqueue(self, record: JobRecord, now: Now) -> None:
+        """A queued job waits for its dependencies, then joins the ready queue."""
+        spec = record.spec
+        self._admitted[spec.id] = len(self._admitted)
+        self._held.add(spec.id)
+        self._apply(self._deps.add(spec.id, spec.name, [After(ref, when) for ref, when in spec.after]), now.wall)
+        if spec.id in self._held:
+            self._explain(spec.id, self._deps.waiting_for(spec.id))
+
+    def _apply(self, outcome: Outcome, wall: float) -> None:
+        """Carry out what the dependencies say: start the ready, skip the doomed (ended at `wall`)."""
+        for job_id in outcome.ready:
+            if job_id in self._held:
+                self._held.discard(job_id)
+                self._make_ready(job_id)
+        for job_id, reason in outcome.doomed:
+            if job_id in self._held:
+                self._held.discard(job_id)
+                self._set(advance(self.records[job_id], JobState.SKIPPED, reason=reason, end_time=wall))
+
+    def _make_ready(self, job_id: str) -> None:
+        last = next(reversed(self._queue), None)
+        if last is not None and self._order(job_id) < self._order(last):
+            self._queue_unsorted = True  # sorted once, before the next plan
+        self._queue[job_id] = _request(self.records[job_id].spec)
+        self._plan_needed = True
+
+    def _order(self, job_id: str) -> tuple[int, int]:
+        """Higher priority first; first come, first served within a priority."""
+        return (-self.records[job_id].spec.priority, self._admitted[job_id])
+
+    def _explain(self, job_id: str, reason: str | None) -> None:
+        record = self.records[job_id]
+        if reason != record.reason:
+            self._set(model.annotate(record, reason=reason))
 
     def _control(self, request: ControlRequest, now: Now) -> None:
         if request.action == "shutdown":
@@ -253,16 +310,26 @@ class Manager:
             return
         if record.state == JobState.QUEUED:
             self._queue.pop(job_id, None)
+            self._backoff.pop(job_id, None)
+            if job_id in self._held:
+                self._held.discard(job_id)
+                self._deps.forget(job_id)
             self._set(advance(record, JobState.CANCELED, reason="canceled by request", end_time=now.wall))
         elif job_id not in self._kill_at:
-            self._terminate(job_id, "canceled by request", now.mono + self.settings.grace)
+            self._terminate(job_id, JobState.CANCELED, "canceled by request", now.mono + self.settings.grace)
 
-    def _terminate(self, job_id: str, reason: str, kill_deadline: float) -> None:
-        self._stop_reason[job_id] = reason
+    def _terminate(self, job_id: str, state: JobState, reason: str, kill_deadline: float) -> None:
+        self._stop_reason[job_id] = (state, reason)
         self._kill_at[job_id] = kill_deadline
         self.launcher.signal(job_id, signal.SIGTERM)
 
     def _escalate(self, now: Now) -> None:
+        for job_id, deadline in list(self._walltime_at.items()):
+            if now.mono >= deadline:
+                del self._walltime_at[job_id]
+                walltime = self.records[job_id].spec.walltime
+                self._terminate(job_id, JobState.TIMEOUT, f"ran past its walltime of {walltime:g} s",
+                                now.mono + self.settings.grace)
         for job_id, deadline in list(self._kill_at.items()):
             if now.mono >= deadline:
                 self.launcher.signal(job_id, signal.SIGKILL)
@@ -274,6 +341,7 @@ class Manager:
             record = self.records[exit.job_id]
             self._release(record)
             self._kill_at.pop(exit.job_id, None)
+            self._walltime_at.pop(exit.job_id, None)
             self._plan_needed = True
             stopped = self._stop_reason.pop(exit.job_id, None)
             if exit.launch_failure and not stopped:
@@ -282,15 +350,24 @@ class Manager:
             for node in record.placement.nodes if record.placement else ():
                 self._node_failures.pop(node, None)
             if stopped:
-                state, reason = JobState.CANCELED, stopped
+                state, reason = stopped
             elif exit.exit_code == 0:
                 state, reason = JobState.SUCCEEDED, None
             else:
                 state = JobState.FAILED
                 reason = f"exit code {exit.exit_code}" if exit.signal is None else f"killed by signal {exit.signal}"
                 reason += f" ({exit.detail})" if exit.detail else ""
-            self._set(advance(record, state, exit_code=exit.exit_code, signal=exit.signal, reason=reason,
-                              usage=exit.usage, end_time=now.wall))
+            changes = dict(exit_code=exit.exit_code, signal=exit.signal, usage=exit.usage, end_time=now.wall)
+            if state in (JobState.FAILED, JobState.TIMEOUT) and record.attempt <= record.spec.retries:
+                self._retry(record, f"attempt {record.attempt} {state.lower()}: {reason}", changes)
+            else:
+                self._set(advance(record, state, reason=reason, **changes))
+
+    def _retry(self, record: JobRecord, why: str, changes: dict[str, Any]) -> None:
+        left = record.spec.retries - record.attempt
+        reason = f"{why}; running it again ({left} retr{'y' if left == 1 else 'ies'} left after this one)"
+        self._set(advance(record, JobState.QUEUED, attempt=record.attempt + 1, reason=reason, **changes))
+        self._make_ready(record.spec.id)
 
     def _launch_failed(self, record: JobRecord, message: str, nodes: tuple[str, ...], now: Now) -> None:
         """The job never ran: try again later, elsewhere if a node is to blame; never charge the job."""
@@ -329,10 +406,7 @@ class Manager:
         for job_id in ready:
             del self._backoff[job_id]
             if self.records[job_id].state == JobState.QUEUED:
-                self._queue[job_id] = _request(self.records[job_id].spec)
-        # Back in its first-come place: ids rise with submission time within each submitter.
-        self._queue = dict(sorted(self._queue.items(), key=lambda item: self._admitted[item[0]]))
-        self._plan_needed = True
+                self._make_ready(job_id)
 
     def _release(self, record: JobRecord) -> None:
         if record.placement:
@@ -344,13 +418,20 @@ class Manager:
         self._plan_needed = False
         free = {node: sorted(cores) for node, cores in self._free.items() if node not in self._excluded}
         capacity = {node: cores for node, cores in self._capacity.items() if node not in self._excluded}
+        if self._queue_unsorted:
+            self._queue = dict(sorted(self._queue.items(), key=lambda item: self._order(item[0])))
+            self._queue_unsorted = False
+        time_left = self._time_left(now)
         # The scheduler stops reading the queue once no core is left, so hand it the queue as it is.
-        plan = scheduler.plan(self._queue.values(), free, capacity, self.settings.max_overtaken)
+        plan = scheduler.plan(self._queue.values(), free, capacity, self.settings.max_overtaken, time_left)
         for job_id in plan.overtaken:
             request = self._queue[job_id]
             self._queue[job_id] = dataclasses.replace(request, overtaken=request.overtaken + 1)
         for job_id, placement in plan.placements:
             self._launch(self.records[job_id], placement, now)
+        # Why the first few still wait: stable words, written only when they change.
+        for job_id, request in itertools.islice(self._queue.items(), WHY_NOT_SHOWN):
+            self._explain(job_id, scheduler.why_waiting(request, plan, time_left))
 
     def _launch(self, record: JobRecord, placement: model.Placement, now: Now) -> None:
         job_id = record.spec.id
@@ -362,7 +443,10 @@ class Manager:
             return
         for node, cores in placement.cores:
             self._free[node].difference_update(cores)
-        self._set(advance(record, JobState.RUNNING, placement=placement, start_time=now.wall, reason=None))
+        if record.spec.walltime is not None:
+            self._walltime_at[job_id] = now.mono + record.spec.walltime
+        self._set(advance(record, JobState.RUNNING, placement=placement, start_time=now.wall, end_time=None,
+                          exit_code=None, signal=None, usage=None, reason=None))
 
     def _launch_of(self, record: JobRecord, placement: model.Placement) -> Launch:
         spec = record.spec
@@ -398,8 +482,15 @@ class Manager:
         self.records[record.spec.id] = record
         self._dirty.add(record.spec.id)
         self._info_changed = True
+        if record.state == JobState.RUNNING:
+            self._running.add(record.spec.id)
+        else:
+            self._running.discard(record.spec.id)
         if self.on_change is not None:
             self.on_change(record)
+        if record.state.is_final and (old is None or old.state is None or not old.state.is_final):
+            ended_at = record.end_time if record.end_time is not None else record.submit_time
+            self._apply(self._deps.ended(record.spec.id, record.state), ended_at)
 
     def _flush(self, now: Now, force: bool = False) -> None:
         if self._dirty and (force or now.mono >= self._next_flush):
@@ -450,7 +541,8 @@ class Manager:
 
 
 def _request(spec: JobSpec) -> scheduler.Request:
-    return scheduler.Request(spec.id, spec.cores, spec.nodes)
+    return scheduler.Request(spec.id, spec.cores, spec.nodes, exclusive=spec.exclusive, walltime=spec.walltime)
+
 
 
 def _absolute(path: str, wd: str | None) -> str:

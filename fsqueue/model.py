@@ -38,25 +38,34 @@ class JobState(enum.StrEnum):
     FAILED = "FAILED"
     CANCELED = "CANCELED"
     REJECTED = "REJECTED"
+    SKIPPED = "SKIPPED"  # a dependency can no longer be met
+    TIMEOUT = "TIMEOUT"  # ran past its walltime and was stopped
 
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATES
 
 
-FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.REJECTED})
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.REJECTED,
+                          JobState.SKIPPED, JobState.TIMEOUT})
 
 # None stands for "not yet known to the manager": a job enters the machine queued or rejected.
 TRANSITIONS: Mapping[JobState | None, frozenset[JobState]] = {
     None: frozenset({JobState.QUEUED, JobState.REJECTED}),
     # QUEUED -> FAILED: the job could not be started through its own fault (no such program, bad wd).
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELED}),
-    # RUNNING -> QUEUED: a manager restarting finds a job that its predecessor left running.
-    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.QUEUED}),
+    # QUEUED -> SKIPPED: a job it depends on ended in a way that can never satisfy it.
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELED, JobState.SKIPPED}),
+    # RUNNING -> QUEUED: the job runs again: it has retries left, its launch failed, or a restarting
+    # manager found it left running by its predecessor.
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.TIMEOUT, JobState.QUEUED}
+    ),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELED: frozenset(),
     JobState.REJECTED: frozenset(),
+    JobState.SKIPPED: frozenset(),
+    JobState.TIMEOUT: frozenset(),
 }
 
 
@@ -103,6 +112,10 @@ class JobSpec:
     document: Mapping[str, Any]
     tasks_per_node: int = 1
     exclusive: bool = False
+    after: tuple[tuple[str, str], ...] = ()  # (id or name, condition)
+    priority: int = 0
+    walltime: float | None = None  # seconds
+    retries: int = 0
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -163,6 +176,13 @@ def advance(record: JobRecord, state: JobState, **changes: Any) -> JobRecord:
     if state not in TRANSITIONS[record.state]:
         raise IllegalTransition(f"job {record.spec.id}: {record.state} -> {state} is not allowed")
     return dataclasses.replace(record, state=state, seq=record.seq + 1, **changes)
+
+
+def annotate(record: JobRecord, **changes: Any) -> JobRecord:
+    """Change what a status file says about a job (its reason, say) without changing its state."""
+    if "state" in changes:
+        raise IllegalTransition("annotate does not change states; use advance")
+    return dataclasses.replace(record, seq=record.seq + 1, **changes)
 
 
 def status_document(record: JobRecord, manager: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -285,6 +305,8 @@ def _semantic_problems(job: Mapping[str, Any]) -> list[str]:
             problems.append(f"env.{key}: not a valid variable name")
         elif key.startswith("FSQ_"):
             problems.append(f"env.{key}: names starting with FSQ_ are set by fsqueue")
+    if isinstance(job.get("walltime"), str) and parse_duration(job["walltime"]) <= 0:
+        problems.append(f"walltime: must be more than 0 seconds, got {job['walltime']!r}")
     resources = job.get("resources", {})
     for field in ("cores", "nodes"):
         value = resources.get(field)
@@ -322,7 +344,26 @@ def _build_spec(job: Mapping[str, Any], ids: Iterator[str]) -> JobSpec:
         document=document,
         tasks_per_node=resources.get("tasks_per_node", 1),
         exclusive=resources.get("exclusive", False),
+        after=tuple(
+            (item, "afterok") if isinstance(item, str) else (item["job"], item.get("when", "afterok"))
+            for item in job.get("after", ())
+        ),
+        priority=job.get("priority", 0),
+        walltime=parse_duration(job["walltime"]) if "walltime" in job else None,
+        retries=job.get("retries", 0),
     )
+
+
+def parse_duration(value: float | str) -> float:
+    """Seconds from a number or from Slurm's [[D-]HH:]MM:SS (the schema has checked the form)."""
+    if not isinstance(value, str):
+        return float(value)
+    days, _, clock = value.rpartition("-")
+    parts = [int(part) for part in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    hours, minutes, seconds = parts
+    return float(((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
@@ -365,11 +406,19 @@ def _describe(error: jsonschema.ValidationError) -> str:
         "maxItems": lambda: f"has {len(got)} items; at most {expected}",
         "maxProperties": lambda: f"has {len(got)} entries; at most {expected}",
         "const": lambda: f"must be {expected}, got {_show(got)}",
-        "pattern": lambda: f"{_show(got)} is not an fsqueue id; leave id out and the manager makes one",
+        "pattern": lambda: _PATTERN_WORDS.get(field, "does not have the expected form").format(_show(got)),
+        "exclusiveMinimum": lambda: f"must be > {expected}, got {got}",
+        "enum": lambda: f"must be one of {', '.join(map(str, expected))}, got {_show(got)}",
         "required": lambda: f"needs {', '.join(repr(r) for r in expected if r not in got)}",
     }
     describe = messages.get(kind)
     return f"{field}: {describe() if describe else error.message}"
+
+
+_PATTERN_WORDS = {
+    "id": "{} is not an fsqueue id; leave id out and the manager makes one",
+    "walltime": "must be seconds or [[D-]HH:]MM:SS, got {}",
+}
 
 
 def _type_words(expected: str | list[str]) -> str:

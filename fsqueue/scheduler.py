@@ -26,6 +26,7 @@ class Request:
     nodes: Range
     overtaken: int = 0
     exclusive: bool = False  # whole nodes: only nodes with every core free, and all of them
+    walltime: float | None = None  # seconds the job may run; it does not start if the allocation ends sooner
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ def plan(
     free: Mapping[str, Sequence[int]],
     capacity: Mapping[str, int],
     max_overtaken: int = DEFAULT_MAX_OVERTAKEN,
+    time_left: float | None = None,
 ) -> Plan:
     """Place what fits. `free` maps each node, in the allocation's order, to its free core indices;
     `capacity` to its total cores."""
@@ -54,6 +56,8 @@ def plan(
     for position, request in enumerate(queue):
         if spare == 0:
             break
+        if time_left is not None and request.walltime is not None and request.walltime > time_left:
+            continue  # would be killed by the allocation's end: leave it for the next allocation
         starving = request.overtaken >= max_overtaken
         shape = (request.exclusive, request.cores.min, request.nodes.min)
         # A shape at least as large as one that did not fit cannot fit either: free space only shrinks.
@@ -137,9 +141,17 @@ def never_fits(request: Request, capacity: Mapping[str, int]) -> str | None:
     )
 
 
-def why_waiting(request: Request, free: Mapping[str, Sequence[int]]) -> str:
-    """A one-line reason a fitting job has not started, for `fsq status`."""
-    most_node = max(free, key=lambda node: len(free[node]), default=None)
-    most = len(free[most_node]) if most_node else 0
+def why_waiting(request: Request, plan: Plan, time_left: float | None = None) -> str:
+    """A one-line reason a job that fits the allocation has not started, for `fsq status`.
+
+    Stable while the situation is (no counts of the moment), so that it is written once, not at every plan.
+    """
+    if time_left is not None and request.walltime is not None and request.walltime > time_left:
+        return f"needs {request.walltime:g} s of walltime; the allocation ends in {time_left:.0f} s"
+    if request.job_id in plan.reservations:
+        return f"holding nodes {','.join(plan.reservations[request.job_id])} until they drain"
+    if request.exclusive:
+        return f"waiting for {request.nodes.min} whole idle node(s)"
     where = "one node" if request.nodes.min == 1 else f"each of {request.nodes.min} nodes"
-    return f"waiting for {request.cores.min} free cores on {where} (most free now: {most} on {most_node})"
+    held = " (others are held for a job that waited long)" if plan.reservations else ""
+    return f"waiting for {request.cores.min} free cores on {where}{held}"

@@ -111,7 +111,7 @@ class RunningManager:
         return self.status(job_id) or {}
 
     def wait_final(self, job_id: str, timeout: float = 30) -> dict[str, Any]:
-        final = {"SUCCEEDED", "FAILED", "CANCELED", "REJECTED"}
+        final = {"SUCCEEDED", "FAILED", "CANCELED", "REJECTED", "SKIPPED", "TIMEOUT"}
         return wait_until(lambda: (doc := self.status(job_id)) and doc["state"] in final and doc,
                           timeout, lambda: f"{self.status(job_id)}\nmanager log:\n{self.log()}")
 

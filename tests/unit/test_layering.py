@@ -16,12 +16,17 @@ ALLOWED = {
     "model": {"errors"},
     "resources": set(),
     "scheduler": {"model"},
+    "deps": set(),
     "spool": {"errors"},
     "intake": {"model", "spool", "errors"},
     "launcher": {"model"},
     "watch": set(),
-    "manager": {"model", "scheduler", "intake", "launcher", "resources", "spool", "watch", "errors"},
+    "manager": {"model", "scheduler", "deps", "intake", "launcher", "resources", "spool", "watch", "errors"},
     "progress": {"model"},
+    "joblog": {"model"},
+    "report": {"client", "joblog", "model", "spool"},
+    "report_html": set(),
+    "watch_view": {"client", "joblog", "spool"},
     "client": {"model", "spool", "errors"},
     "cli": set(MODULES) - {"cli", "__main__"},
     "__init__": {"client"},
@@ -31,7 +36,7 @@ ALLOWED = {
 IO_MODULES = {"os", "sys", "io", "pathlib", "shutil", "subprocess", "socket", "signal", "selectors", "time",
               "random", "secrets", "tempfile", "logging", "threading", "fcntl", "glob", "filelock", "watchdog",
               "importlib"}
-PURE = {"scheduler": set(), "resources": set(), "model": {"importlib.resources"}}  # module -> allowed exception
+PURE = {"scheduler": set(), "resources": set(), "deps": set(), "model": {"importlib.resources"}}  # module -> allowed exception
 
 
 def imports(tree: ast.Module) -> set[str]:

@@ -27,7 +27,7 @@ from fsqueue.model import (
     status_document,
 )
 
-KNOWN = "args, env, exec, id, name, resources, script, stderr, stdin, stdout, version, wd"
+KNOWN = "after, args, env, exec, id, name, priority, resources, retries, script, stderr, stdin, stdout, version, walltime, wd"
 NOT_A_LABEL = ": no '/', '\\', '..', control characters or leading '.'"
 LEAVE_IT_OUT = "; leave id out and the manager makes one"
 
@@ -224,10 +224,10 @@ def test_range_to_json_round_trips(rng: Range, json: Any) -> None:
 
 # --- states and transitions ---------------------------------------------------------------------------
 
-Q, R, S, F, C, X = (JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED,
-                    JobState.REJECTED)
-# The state machine as documented in docs/spool.md, written out again so that a new edge is a decision.
-EXPECTED_EDGES = {(None, Q), (None, X), (Q, R), (Q, F), (Q, C), (R, S), (R, F), (R, C), (R, Q)}
+Q, R, S, F, C, X, K, T = (JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED,
+                          JobState.REJECTED, JobState.SKIPPED, JobState.TIMEOUT)
+# The state machine as documented in docs/job-format.md, written out again so that a new edge is a decision.
+EXPECTED_EDGES = {(None, Q), (None, X), (Q, R), (Q, F), (Q, C), (Q, K), (R, S), (R, F), (R, C), (R, T), (R, Q)}
 
 
 def record(state: JobState | None, seq: int = 0) -> JobRecord:
@@ -236,8 +236,9 @@ def record(state: JobState | None, seq: int = 0) -> JobRecord:
 
 
 def test_state_strings_are_what_is_on_disk() -> None:
-    assert [str(state) for state in JobState] == ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "REJECTED"]
-    assert {state for state in JobState if state.is_final} == FINAL_STATES == {S, F, C, X}
+    assert [str(state) for state in JobState] == ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "REJECTED",
+                                                 "SKIPPED", "TIMEOUT"]
+    assert {state for state in JobState if state.is_final} == FINAL_STATES == {S, F, C, X, K, T}
 
 
 @pytest.mark.parametrize(("source", "target"), sorted(EXPECTED_EDGES, key=str), ids=str)

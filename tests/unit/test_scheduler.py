@@ -146,21 +146,34 @@ def test_never_fits(request_: Request, capacity: dict[str, int], reason: str | N
     assert never_fits(request_, capacity) == reason
 
 
+NO_PLAN = Plan((), frozenset())
+
+
 @pytest.mark.parametrize(
-    ("request_", "free", "text"),
+    ("request_", "situation", "time_left", "text"),
     [
-        pytest.param(req("j", 4), "a:0 b:01", "waiting for 4 free cores on one node (most free now: 2 on b)",
-                     id="one-node"),
-        pytest.param(req("j", 2, 3), "a:01 b:0", "waiting for 2 free cores on each of 3 nodes (most free now: 2 on a)",
-                     id="several-nodes"),
-        pytest.param(req("j", 3), "a:1 b:2", "waiting for 3 free cores on one node (most free now: 1 on a)",
-                     id="tie-names-first-node"),
-        pytest.param(req("j", (3, 8)), "a: b:", "waiting for 3 free cores on one node (most free now: 0 on a)",
-                     id="nothing-free"),
+        pytest.param(req("j", 4), NO_PLAN, None, "waiting for 4 free cores on one node", id="one-node"),
+        pytest.param(req("j", 2, 3), NO_PLAN, None, "waiting for 2 free cores on each of 3 nodes", id="several-nodes"),
+        pytest.param(req("j", 2), Plan((), frozenset(), {"j": ("a", "b")}), None, "holding nodes a,b until they drain",
+                     id="reserving"),
+        pytest.param(req("j", 2), Plan((), frozenset(), {"k": ("a",)}), None,
+                     "waiting for 2 free cores on one node (others are held for a job that waited long)", id="held"),
+        pytest.param(Request("j", Range(1, 1), Range(1, 1), walltime=600), NO_PLAN, 100.0,
+                     "needs 600 s of walltime; the allocation ends in 100 s", id="walltime"),
+        pytest.param(Request("j", Range(1, 1), Range(2, 2), exclusive=True), NO_PLAN, None,
+                     "waiting for 2 whole idle node(s)", id="exclusive"),
     ],
 )
-def test_why_waiting(request_: Request, free: str, text: str) -> None:
-    assert why_waiting(request_, cores(free)) == text
+def test_why_waiting(request_: Request, situation: Plan, time_left: float | None, text: str) -> None:
+    assert why_waiting(request_, situation, time_left) == text
+
+
+def test_a_job_longer_than_the_time_left_is_not_started_and_blocks_nobody() -> None:
+    long = Request("long", Range(1, 1), Range(1, 1), walltime=600)
+    short = Request("short", Range(1, 1), Range(1, 1), walltime=60)
+    result = plan([long, short], {"a": [0]}, {"a": 1}, time_left=100.0)
+    assert [job for job, _ in result.placements] == ["short"] and not result.overtaken
+    assert [job for job, _ in plan([long], {"a": [0]}, {"a": 1}, time_left=None).placements] == ["long"]
 
 
 # --- every small case: the invariants ---------------------------------------------------------------

@@ -1,0 +1,195 @@
+"""Dependencies between jobs: who waits for whom, and what a job's end means for those waiting. Pure.
+
+A job lists `after` references: a job id, or a name (every job of that name). Each reference carries a
+condition, as in Slurm: `afterok` (the default: the other job succeeded), `afternotok` (it ended and did
+not succeed), `afterany` (it ended). A name that matches no job yet is a forward reference: it binds to
+the jobs of that name when they arrive, and until then the job waits with a reason that says so.
+A job whose condition can no longer be met is doomed (the manager ends it SKIPPED, naming the
+dependency), and so, in turn, is every job that needed it to succeed. A cycle dooms the jobs on it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+CONDITIONS = ("afterok", "afterany", "afternotok")
+SUCCEEDED = "SUCCEEDED"
+
+
+@dataclass(frozen=True)
+class After:
+    ref: str  # a job id, or a name
+    when: str = "afterok"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ready: tuple[str, ...]  # jobs whose every dependency is now met
+    doomed: tuple[tuple[str, str], ...]  # (job id, reason) for jobs that can never run
+
+
+def met(when: str, state: str) -> bool:
+    """Whether a dependency on a job that ended in `state` is met (if not, it never will be)."""
+    if when == "afterany":
+        return True
+    return (state == SUCCEEDED) == (when == "afterok")
+
+
+class Dependencies:
+    def __init__(self, is_id: Callable[[str], bool]) -> None:
+        self._is_id = is_id
+        self._names: dict[str, list[str]] = defaultdict(list)  # name -> every job id with that name
+        self._labels: dict[str, str] = {}  # job id -> "name (id)", for reasons people read
+        self._ended: dict[str, str] = {}  # job id -> final state
+        self._waits: dict[str, dict[str, str]] = {}  # waiting job -> {job it waits for: condition}
+        self._unbound: dict[str, list[After]] = {}  # waiting job -> name references not bound yet
+        self._dependents: dict[str, set[str]] = defaultdict(set)  # job -> jobs waiting for it
+        self._by_name_wanted: dict[str, set[str]] = defaultdict(set)  # name -> jobs waiting for it to exist
+
+    # -- jobs appear and end ------------------------------------------------------------------------
+    def known(self, job_id: str, name: str | None, ended: str | None = None) -> None:
+        """A job exists (with its final state if it already ended): later references can bind to it."""
+        if name:
+            self._names[name].append(job_id)
+            self._labels[job_id] = f"{name} ({job_id})"
+        if ended:
+            self._ended[job_id] = ended
+
+    def add(self, job_id: str, name: str | None, after: Iterable[After]) -> Outcome:
+        """Register a new job and what it waits for; say at once whether it is ready or doomed."""
+        self.known(job_id, name)
+        waits: dict[str, str] = {}
+        unbound: list[After] = []
+        for dependency in after:
+            targets = [dependency.ref] if self._is_id(dependency.ref) else self._names.get(dependency.ref, [])
+            if not targets:
+                unbound.append(dependency)
+            for target in targets:
+                if target != job_id:
+                    waits[target] = dependency.when
+        self._waits[job_id] = waits
+        if unbound:
+            self._unbound[job_id] = unbound
+            for dependency in unbound:
+                self._by_name_wanted[dependency.ref].add(job_id)
+        for target in waits:
+            self._dependents[target].add(job_id)
+        outcome = self._evaluate([job_id])
+        if name and name in self._by_name_wanted:
+            outcome = _merge(outcome, self._bind_name(name, job_id))
+        cycle = self._cycle_through(job_id)
+        if cycle:
+            path = " -> ".join(self._label(job) for job in [*cycle, cycle[0]])
+            outcome = _merge(outcome, self._doom(cycle, f"dependency cycle: {path}"))
+        return outcome
+
+    def ended(self, job_id: str, state: str) -> Outcome:
+        """A job reached a final state: wake or doom the jobs that wait for it."""
+        self._ended[job_id] = state
+        self._waits.pop(job_id, None)
+        self._unbound.pop(job_id, None)
+        return self._evaluate(sorted(self._dependents.pop(job_id, ())))
+
+    def forget(self, job_id: str) -> None:
+        """A job left the waiting set without ending through us (canceled while waiting, say)."""
+        for target in self._waits.pop(job_id, {}):
+            self._dependents[target].discard(job_id)
+        for dependency in self._unbound.pop(job_id, []):
+            self._by_name_wanted[dependency.ref].discard(job_id)
+
+    # -- questions ----------------------------------------------------------------------------------
+    def waiting_for(self, job_id: str) -> str | None:
+        """Why a job still waits, for `fsq status`; None if it waits for nothing."""
+        pending = [target for target in self._waits.get(job_id, {}) if target not in self._ended]
+        unbound = self._unbound.get(job_id, [])
+        if unbound:
+            return f"waiting for a job named {unbound[0].ref!r} to be submitted"
+        if pending:
+            more = f" and {len(pending) - 1} more" if len(pending) > 1 else ""
+            return f"waiting for {self._label(pending[0])}, {self._waits[job_id][pending[0]]}{more}"
+        return None
+
+    def is_waiting(self, job_id: str) -> bool:
+        return job_id in self._waits
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _label(self, job_id: str) -> str:
+        return self._labels.get(job_id, job_id)
+
+    def _bind_name(self, name: str, new_job: str) -> Outcome:
+        outcome = Outcome((), ())
+        for waiting in sorted(self._by_name_wanted.pop(name, ())):
+            unbound = self._unbound.get(waiting, [])
+            for dependency in [d for d in unbound if d.ref == name]:
+                if waiting != new_job:
+                    self._waits[waiting][new_job] = dependency.when
+                    self._dependents[new_job].add(waiting)
+                unbound.remove(dependency)
+            if not unbound:
+                self._unbound.pop(waiting, None)
+            outcome = _merge(outcome, self._evaluate([waiting]))
+        return outcome
+
+    def _evaluate(self, candidates: list[str]) -> Outcome:
+        ready, doomed = [], []
+        for job_id in candidates:
+            waits = self._waits.get(job_id)
+            if waits is None:
+                continue
+            verdicts = {target: met(when, self._ended[target]) for target, when in waits.items() if target in self._ended}
+            failed = [target for target, verdict in verdicts.items() if verdict is False]
+            if failed:
+                target = failed[0]
+                why = f"dependency {self._label(target)} ended {self._ended[target]}; this job needed {waits[target]}"
+                doomed.extend(self._doom([job_id], why).doomed)
+            elif len(verdicts) == len(waits) and job_id not in self._unbound:
+                del self._waits[job_id]
+                ready.append(job_id)
+        return Outcome(tuple(ready), tuple(doomed))
+
+    def _doom(self, jobs: list[str], reason: str) -> Outcome:
+        """End these jobs SKIPPED, and every job that waits for them to succeed, transitively."""
+        doomed: list[tuple[str, str]] = []
+        stack = [(job_id, reason) for job_id in jobs]
+        while stack:
+            job_id, why = stack.pop()
+            if job_id in self._ended or not self.is_waiting(job_id):
+                continue
+            self.forget(job_id)
+            self._ended[job_id] = "SKIPPED"
+            doomed.append((job_id, why))
+            for dependent in sorted(self._dependents.pop(job_id, ())):
+                stack.append((dependent, f"dependency {self._label(job_id)} was skipped: {why}"))
+        return Outcome((), tuple(doomed))
+
+    def _cycle_through(self, start: str) -> list[str]:
+        """A cycle of waiting jobs through `start`, as a path, or [] (depth-first, iterative)."""
+        path: list[str] = [start]
+        iterators = [iter(self._waits.get(start, {}))]
+        on_path, seen = {start}, {start}
+        while iterators:
+            target = next(iterators[-1], None)
+            if target is None:
+                iterators.pop()
+                on_path.discard(path.pop())
+                continue
+            if target == start:
+                return list(path)
+            if target in seen or target in self._ended or target not in self._waits:
+                continue
+            seen.add(target)
+            path.append(target)
+            on_path.add(target)
+            iterators.append(iter(self._waits[target]))
+        return []
+
+
+def _merge(first: Outcome, second: Outcome) -> Outcome:
+    return Outcome(first.ready + second.ready, first.doomed + second.doomed)
+
+
+def parse_after(items: Iterable[str | Mapping[str, str]]) -> list[After]:
+    """The `after` field of a validated job, as After values."""
+    return [After(item) if isinstance(item, str) else After(item["job"], item.get("when", "afterok")) for item in items]

@@ -1,0 +1,94 @@
+"""Workflows with a real manager and real processes: dependencies, walltime, retries, priority."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import run_fsq, wait_until
+from tests.integration.test_manager import submit
+
+
+def submit_jobs(manager, jobs) -> list[str]:
+    return submit(manager, "-", input=json.dumps(jobs).encode())
+
+
+def test_dependencies_across_files_and_forward_references(start_manager, tmp_path):
+    manager = start_manager("--cores", "2")
+    out = tmp_path / "order.txt"
+    [last] = submit_jobs(manager, [{"name": "last", "script": f"echo last >> {out}", "after": ["middle"]}])
+    assert manager.wait_state(last, "QUEUED")["reason"] == "waiting for a job named 'middle' to be submitted"
+    [first] = submit_jobs(manager, [{"name": "first", "script": f"sleep 0.3; echo first >> {out}"}])
+    [middle] = submit_jobs(manager, [{"name": "middle", "script": f"echo middle >> {out}", "after": [first]}])
+    assert manager.wait_final(last)["state"] == "SUCCEEDED"
+    assert out.read_text().split() == ["first", "middle", "last"]
+    assert manager.status(middle)["start_time"] >= manager.status(first)["end_time"]
+
+
+def test_failure_skips_dependents_transitively_and_runs_handlers(start_manager):
+    manager = start_manager("--cores", "2")
+    ids = submit_jobs(manager, [
+        {"name": "a", "script": "exit 3"},
+        {"name": "b", "exec": "true", "after": ["a"]},
+        {"name": "c", "exec": "true", "after": ["b"]},
+        {"name": "on-failure", "exec": "true", "after": [{"job": "a", "when": "afternotok"}]},
+        {"name": "always", "exec": "true", "after": [{"job": "a", "when": "afterany"}]},
+    ])
+    states = {doc["name"]: doc for doc in map(manager.wait_final, ids)}
+    assert {name: doc["state"] for name, doc in states.items()} == {
+        "a": "FAILED", "b": "SKIPPED", "c": "SKIPPED", "on-failure": "SUCCEEDED", "always": "SUCCEEDED"}
+    assert states["b"]["reason"] == f"dependency a ({ids[0]}) ended FAILED; this job needed afterok"
+    assert states["c"]["reason"].startswith(f"dependency b ({ids[1]}) was skipped")
+
+
+def test_walltime_stops_a_job_with_term_then_kill(start_manager, tmp_path):
+    manager = start_manager("--cores", "2", "--grace", "0.5")
+    marker = tmp_path / "got-term"
+    [polite, stubborn] = submit_jobs(manager, [
+        {"script": f"trap 'touch {marker}; exit 0' TERM; sleep 30 & wait", "walltime": 0.5},
+        {"script": "trap '' TERM; while :; do sleep 0.1; done", "walltime": "0:01"},
+    ])
+    first, second = manager.wait_final(polite), manager.wait_final(stubborn)
+    assert first["state"] == "TIMEOUT" and marker.exists() and first["reason"] == "ran past its walltime of 0.5 s"
+    assert second["state"] == "TIMEOUT" and second["signal"] == 9
+
+
+def test_retries_run_again_with_the_attempt_number(start_manager, tmp_path):
+    manager = start_manager("--cores", "1")
+    log = tmp_path / "attempts"
+    [job] = submit_jobs(manager, [{"script": f"echo $FSQ_ATTEMPT >> {log}; [ $FSQ_ATTEMPT = 3 ]", "retries": 5}])
+    [hopeless] = submit_jobs(manager, [{"script": "exit 9", "retries": 1}])
+    assert manager.wait_final(job)["state"] == "SUCCEEDED"
+    assert log.read_text().split() == ["1", "2", "3"]
+    final = manager.wait_final(hopeless)
+    assert (final["state"], final["attempt"], final["exit_code"]) == ("FAILED", 2, 9)
+
+
+def test_priority_orders_ready_jobs_and_fifo_within_a_priority(start_manager, tmp_path):
+    manager = start_manager("--cores", "1")
+    out = tmp_path / "order.txt"
+    [blocker] = submit(manager, "--", "sleep", "30")
+    manager.wait_state(blocker, "RUNNING")
+    jobs = [{"name": name, "priority": priority, "script": f"echo {name} >> {out}"}
+            for name, priority in [("low", -1), ("mid-1", 0), ("high", 5), ("mid-2", 0)]]
+    ids = submit_jobs(manager, jobs)
+    for job_id in ids:
+        manager.wait_state(job_id, "QUEUED")
+    run_fsq("cancel", blocker, spool=manager.spool, check=True)
+    for job_id in ids:
+        manager.wait_final(job_id)
+    assert out.read_text().split() == ["high", "mid-1", "mid-2", "low"]
+
+
+def test_status_says_why_a_job_waits(start_manager):
+    manager = start_manager("--nodes", "n1:2")
+    [blocker] = submit(manager, "--", "sleep", "30")
+    manager.wait_state(blocker, "RUNNING")
+    [wide] = submit(manager, "--cores", "2", "--", "true")
+    doc = manager.wait_state(wide, "QUEUED")
+    wait_until(lambda: manager.status(wide)["reason"] == "waiting for 2 free cores on one node", 20,
+               lambda: manager.status(wide))
+    text = run_fsq("status", wide, spool=manager.spool, check=True).stdout.decode()
+    assert "reason:     waiting for 2 free cores on one node" in text
+    run_fsq("cancel", blocker, spool=manager.spool, check=True)
+    assert manager.wait_final(wide)["state"] == "SUCCEEDED" and doc["id"] == wide
