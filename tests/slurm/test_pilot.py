@@ -49,9 +49,12 @@ class Pilot:
     def wait(self, ids: list[str], timeout: float = 120) -> list[dict[str, Any]]:
         return client.wait(self.spool, ids, timeout=timeout, poll_max=0.2)
 
-    def running(self) -> bool:
+    def state(self) -> str:
         result = subprocess.run(["squeue", "-h", "-j", self.job_id, "-o", "%T"], capture_output=True, text=True)
-        return result.stdout.strip() in ("RUNNING", "PENDING", "CONFIGURING", "COMPLETING")
+        return result.stdout.strip()
+
+    def running(self) -> bool:
+        return self.state() in ("RUNNING", "PENDING", "CONFIGURING", "COMPLETING")
 
     def steps(self) -> list[str]:
         result = subprocess.run(["squeue", "-h", "-s", "-j", self.job_id, "-o", "%j"], capture_output=True, text=True)
@@ -68,7 +71,13 @@ def start_pilot(tmp_path: Path, *sbatch_args: str) -> Pilot:
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     pilot = Pilot(spool, result.stdout.strip().split(";")[0], log)
-    wait_until(lambda: (read_json(spool / "manager.json") or {}).get("phase") == "serving", 60, pilot.describe)
+    try:
+        # Pending is fine (the cluster may be busy); the manager must serve soon after the job starts.
+        wait_until(lambda: pilot.state() not in ("PENDING", "CONFIGURING"), 300, lambda: f"job {pilot.job_id} pending")
+        wait_until(lambda: (read_json(spool / "manager.json") or {}).get("phase") == "serving", 60, pilot.describe)
+    except BaseException:
+        subprocess.run(["scancel", pilot.job_id], capture_output=True)  # a fixture that fails has no teardown
+        raise
     return pilot
 
 
