@@ -71,6 +71,10 @@ class Intake:
             if submission is not None:
                 accepted.append(submission)
                 batch_ids.update(spec.id for spec in submission.specs)
+        if accepted:
+            # One directory fsync for the whole batch makes every accepted file's name durable; only
+            # then are the claimed copies dropped (each accepted file's data was fsynced as written).
+            self._spool.commit_accepted([submission.name for submission in accepted])
         return accepted
 
     def leftovers(self) -> list[str]:
@@ -79,7 +83,11 @@ class Intake:
 
     def adopt(self, names: list[str]) -> None:
         for name in names:
-            self._torn.setdefault(name, (float("-inf"), -1))
+            if self._spool.is_known_submission(name):
+                # Accepted before the manager stopped, but its claimed copy was not dropped yet.
+                (self._spool.claimed / name).unlink(missing_ok=True)
+            else:
+                self._torn.setdefault(name, (float("-inf"), -1))
 
     def next_retry(self) -> float | None:
         return min((seen + self._torn_grace for seen, _ in self._torn.values()), default=None)

@@ -58,6 +58,7 @@ class Settings:
 NODE_FAILURE_LIMIT = 3
 MAX_LAUNCH_TRIES = 10
 WHY_NOT_SHOWN = 20  # queued jobs at the head of the queue whose status says why they wait
+FLUSH_BATCH = 128  # status files written per step while jobs run
 
 
 class Phase(enum.StrEnum):
@@ -108,7 +109,7 @@ class Manager:
         self._excluded: dict[str, str] = {}  # nodes taken out of the pool, with why
         # Ids canceled before their file was seen (on NFS a listing can lag): canceled on arrival.
         self._canceled_early: set[str] = set()
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, None] = {}  # jobs whose status file is behind, oldest change first
         self.counts: collections.Counter[str] = collections.Counter()
         self.phase = Phase.DRAINING if settings.drain else Phase.SERVING
         self._next_scan = 0.0
@@ -480,7 +481,7 @@ class Manager:
             self.counts[old.state] -= 1
         self.counts[record.state] += 1
         self.records[record.spec.id] = record
-        self._dirty.add(record.spec.id)
+        self._dirty.setdefault(record.spec.id, None)
         self._info_changed = True
         if record.state == JobState.RUNNING:
             self._running.add(record.spec.id)
@@ -495,9 +496,14 @@ class Manager:
     def _flush(self, now: Now, force: bool = False) -> None:
         if self._dirty and (force or now.mono >= self._next_flush):
             self._next_flush = now.mono + self.settings.flush_window
-            for job_id in self._dirty:
+            # While jobs run, write a bounded batch per step, oldest change first, so that a bulk
+            # submission's thousands of QUEUED files do not keep finished jobs' cores idle.
+            batch = len(self._dirty) if force or not self._running else FLUSH_BATCH
+            for job_id in list(itertools.islice(self._dirty, batch)):
+                del self._dirty[job_id]
                 self.spool.write_status(job_id, model.status_document(self.records[job_id], self.identity))
-            self._dirty.clear()
+            if self._dirty:
+                self._next_flush = now.mono  # more to write: the next step, not the next window
         if now.mono >= self._next_info or (self._info_changed and now.mono >= self._next_info - self.settings.heartbeat + 0.5):
             self.write_info(now)
 

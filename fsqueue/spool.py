@@ -16,6 +16,7 @@ Layout under the spool root (all names are made by fsqueue or checked against on
     output/ID.out, ID.err     default standard output and error of each job
     control/NAME.json         requests to the manager: cancel, shutdown (same publishing rules as incoming/)
     manager.json              the manager's heartbeat: who serves the spool and the counts per state
+    joblog.tsv                one tab-separated line per ended attempt of a job (fsqueue.joblog), appended
     manager.lock              held (filelock) by the manager that serves the spool on this node
 
 Assumptions, from ../shared/research/shared-filesystems.md: rename(2) within one filesystem is the one
@@ -101,7 +102,7 @@ class Listing:
     locked: frozenset[str]  # names whose courtesy lock file exists
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
+def atomic_write(path: Path, data: bytes, *, durable: bool = False, sync_directory: bool = True) -> None:
     """Replace `path` with `data` in one rename, so readers see the old or the new file, never a mix."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
@@ -112,7 +113,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
     finally:
         os.close(fd)
     os.rename(tmp, path)
-    if durable:
+    if durable and sync_directory:
         fsync_dir(path.parent)
 
 
@@ -185,6 +186,10 @@ class Spool:
     @property
     def manager_lock(self) -> Path:
         return self.root / "manager.lock"
+
+    @property
+    def joblog(self) -> Path:
+        return self.root / "joblog.tsv"
 
     def status_path(self, job_id: str) -> Path:
         if not is_job_id(job_id):
@@ -340,9 +345,15 @@ class Spool:
         return target
 
     def accept(self, claimed: Path, name: str, stamped: bytes) -> None:
-        """Record an accepted submission with every job's id, then drop the claimed copy."""
-        atomic_write(self.accepted / name, stamped, durable=True)
-        os.unlink(claimed)
+        """Record an accepted submission with every job's id. The claimed copy stays until
+        commit_accepted() has made the new name durable."""
+        atomic_write(self.accepted / name, stamped, durable=True, sync_directory=False)
+
+    def commit_accepted(self, names: list[str]) -> None:
+        """Make a batch of accepted files durable with one directory fsync, then drop their claimed copies."""
+        fsync_dir(self.accepted)
+        for name in names:
+            (self.claimed / name).unlink(missing_ok=True)
 
     def is_known_submission(self, name: str) -> bool:
         return os.path.lexists(self.accepted / name)
