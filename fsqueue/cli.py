@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from fsqueue import __version__, client
+from fsqueue import __version__, client, report, report_html, watch_view
 from fsqueue.errors import FsqError, WaitTimeout
 from fsqueue.launcher import Launcher, LocalLauncher, SrunLauncher
 from fsqueue.manager import Manager, Settings, run
@@ -99,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("status", cmd_status, "a summary of the spool, or the status of jobs")
     sub.add_argument("refs", nargs="*", metavar="ID|NAME")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_argument("--watch", action="store_true",
+                     help="follow the run live until its manager stops (plain lines when not on a terminal)")
+    sub.add_argument("--interval", type=float, default=1.0, help="with --watch: seconds between looks (default 1)")
 
     sub = command("list", cmd_list, "one line per job")
     sub.add_argument("--state", action="append", default=[], help="only jobs in this state (repeatable)")
@@ -109,6 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--all", action="store_true", help="wait until nothing is queued or running")
     sub.add_argument("--timeout", type=float, help="give up after this many seconds (exit 3)")
     sub.add_argument("--poll", type=float, default=1.0, help="longest pause between two looks (default 1 s)")
+
+    sub = command("report", cmd_report, "a report of the run: one self-contained HTML page, or JSON")
+    sub.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
+    sub.add_argument("--format", choices=("html", "json"), default="html", help="html (default) or json")
 
     sub = command("cancel", cmd_cancel, "cancel jobs: queued ones at once, running ones with SIGTERM")
     sub.add_argument("refs", nargs="+", metavar="ID|NAME")
@@ -179,6 +187,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     spool = _spool_path(args)
+    if args.watch:
+        return _watch(args, spool)
     if not args.refs:
         summary = client.summary(spool)
         _emit(summary) if args.json else print(_render_summary(summary))
@@ -192,6 +202,47 @@ def cmd_status(args: argparse.Namespace) -> int:
     for ref in missing:
         print(f"fsq: no job {ref!r} in {spool} (not taken in by a manager yet?)", file=sys.stderr)
     return EXIT_ERROR if missing else EXIT_OK
+
+
+def _watch(args: argparse.Namespace, spool: str) -> int:
+    if args.refs or args.json:
+        raise FsqError("--watch follows the whole spool: give no job ids and no --json")
+    if args.interval < 0.05:
+        raise FsqError(f"--interval {args.interval}: at least 0.05 s")
+    interactive = sys.stdout.isatty()
+    try:
+        watch_view.follow(Spool.existing(spool), sys.stdout, interval=args.interval, interactive=interactive,
+                          size=_terminal_size)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a watch ends
+    return EXIT_OK
+
+
+def _terminal_size() -> tuple[int, int]:
+    size = shutil.get_terminal_size()  # reads COLUMNS and LINES first, then asks the terminal
+    return size.columns, size.lines
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    spool = Spool.existing(_spool_path(args))
+    if args.output == "-" and args.format == "html" and sys.stdout.isatty():
+        raise FsqError("the HTML report is a page for a browser: give -o report.html (or --format json)")
+    document = report.assemble(report.collect(spool, time.time()))
+    if args.format == "json":
+        data = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    else:
+        data = report_html.render(document).encode()
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return EXIT_OK
+    try:
+        Path(args.output).write_bytes(data)
+    except OSError as error:
+        raise FsqError(f"cannot write the report ({args.output}): {error.strerror}") from error
+    mode = "one bar per attempt" if document["timeline"]["mode"] == "bars" else "aggregated per node"
+    print(f"fsq: wrote {args.output}: {document['jobs']['total']} jobs, timeline {mode}", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -214,7 +265,11 @@ def cmd_wait(args: argparse.Namespace) -> int:
     if args.all == bool(args.refs):
         raise FsqError("give job ids or names, or --all")
     if args.all:
-        counts = client.wait_all(spool, timeout=args.timeout, poll_max=args.poll)
+        progress = Progress(sys.stderr, total=0, interactive=sys.stderr.isatty())
+        try:
+            counts = client.wait_all(spool, timeout=args.timeout, poll_max=args.poll, on_progress=progress.counts)
+        finally:
+            progress.close()
         print(_counts_line(counts))
         failed = sum(n for state, n in counts.items() if state != "SUCCEEDED")
         return EXIT_JOB_FAILED if failed else EXIT_OK

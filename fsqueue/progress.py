@@ -1,14 +1,15 @@
 """How a run looks to the person who started it: a progress line while it works, a summary at the end.
 
 A terminal gets one line redrawn in place; a log file gets a plain line every few seconds, so that
-`fsq run ... 2> run.log` stays readable.
+`fsq run ... 2> run.log` stays readable. `fsq run` feeds it every job's transitions; `fsq wait --all`
+feeds it the manager's counts per state.
 """
 
 from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -17,37 +18,54 @@ from fsqueue.model import JobRecord, JobState
 
 _REDRAW_EVERY = 0.1
 _LOG_EVERY = 5.0
+_FINAL = frozenset(str(state) for state in JobState if state.is_final)
 
 
 class Progress:
+    """`total` is the number of jobs to wait for; 0 means all the jobs the counts know of."""
+
     def __init__(self, stream: TextIO, total: int, interactive: bool) -> None:
         self._stream, self._total, self._interactive = stream, total, interactive
         self._states: dict[str, JobState] = {}
-        self._counts: collections.Counter[JobState] = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()
         self._started = time.monotonic()
+        self._done_before: int | None = None  # jobs already done at the first look: not part of the rate
         self._last_draw = 0.0
 
     def update(self, record: JobRecord) -> None:
+        """One job changed state (Manager.on_change)."""
         old = self._states.get(record.spec.id)
         if old is not None:
             self._counts[old] -= 1
         assert record.state is not None
         self._states[record.spec.id] = record.state
         self._counts[record.state] += 1
+        self._maybe_draw()
+
+    def counts(self, counts: Mapping[str, int]) -> None:
+        """The manager's counts per state (client.wait_all's on_progress)."""
+        self._counts = collections.Counter(counts)
+        self._maybe_draw()
+
+    def _maybe_draw(self) -> None:
+        done = sum(n for state, n in self._counts.items() if state in _FINAL)
+        if self._done_before is None:
+            self._done_before = done
         now = time.monotonic()
         if now - self._last_draw >= (_REDRAW_EVERY if self._interactive else _LOG_EVERY):
             self._draw(now)
 
     def _draw(self, now: float) -> None:
         self._last_draw = now
-        done = sum(self._counts[state] for state in JobState if state.is_final)
+        done = sum(n for state, n in self._counts.items() if state in _FINAL)
+        total = self._total or sum(self._counts.values())
         failed = done - self._counts[JobState.SUCCEEDED]
-        rate = done / max(now - self._started, 1e-9)
-        text = (f"{done}/{self._total} done, {self._counts[JobState.RUNNING]} running, {failed} not succeeded, "
-                f"{rate:.1f} jobs/s")
+        rate = (done - (self._done_before or 0)) / max(now - self._started, 1e-9)
+        text = (f"{done}/{total} done, {self._counts[JobState.RUNNING]} running, {failed} not succeeded, "
+                f"{rate:.1f} jobs/s{_eta(total - done, rate)}")
         if self._interactive:
             width = 30
-            filled = int(width * done / max(self._total, 1))
+            filled = min(width, int(width * done / max(total, 1)))
             self._stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\x1b[K")
         else:
             self._stream.write(f"fsq: progress: {text}\n")
@@ -58,6 +76,13 @@ class Progress:
         if self._interactive:
             self._stream.write("\n")
         self._stream.flush()
+
+
+def _eta(left: int, rate: float) -> str:
+    if left <= 0 or rate <= 0:
+        return ""
+    seconds = int(left / rate + 0.5)
+    return f", ETA {seconds} s" if seconds < 120 else f", ETA {seconds // 60}m {seconds % 60:02d}s"
 
 
 @dataclass(frozen=True)

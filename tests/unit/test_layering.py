@@ -21,7 +21,7 @@ ALLOWED = {
     "intake": {"model", "spool", "errors"},
     "launcher": {"model"},
     "watch": set(),
-    "manager": {"model", "scheduler", "deps", "intake", "launcher", "resources", "spool", "watch", "errors"},
+    "manager": {"model", "scheduler", "deps", "intake", "joblog", "launcher", "resources", "spool", "watch", "errors"},
     "progress": {"model"},
     "joblog": {"model"},
     "report": {"client", "joblog", "model", "spool"},
