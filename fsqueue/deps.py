@@ -5,7 +5,9 @@ condition, as in Slurm: `afterok` (the default: the other job succeeded), `after
 not succeed), `afterany` (it ended). A name that matches no job yet is a forward reference: it binds to
 the jobs of that name when they arrive, and until then the job waits with a reason that says so.
 A job whose condition can no longer be met is doomed (the manager ends it SKIPPED, naming the
-dependency), and so, in turn, is every job that needed it to succeed. A cycle dooms the jobs on it.
+dependency); the jobs waiting for it are then judged as for any ended job, SKIPPED counting as not
+succeeded: those that needed it to succeed are doomed in turn, an `afterany` or `afternotok` one runs.
+A cycle dooms the jobs on it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Dependencies:
         self._is_id = is_id
         self._names: dict[str, list[str]] = defaultdict(list)  # name -> every job id with that name
         self._labels: dict[str, str] = {}  # job id -> "name (id)", for reasons people read
+        self._skip_causes: dict[str, str] = {}  # skipped job -> the failure that started it
         self._ended: dict[str, str] = {}  # job id -> final state
         self._waits: dict[str, dict[str, str]] = {}  # waiting job -> {job it waits for: condition}
         self._unbound: dict[str, list[After]] = {}  # waiting job -> name references not bound yet
@@ -60,6 +63,10 @@ class Dependencies:
     def add(self, job_id: str, name: str | None, after: Iterable[After]) -> Outcome:
         """Register a new job and what it waits for; say at once whether it is ready or doomed."""
         self.known(job_id, name)
+        # A new job can only close a cycle if some job was already waiting for it: by its id (a
+        # forward reference), or by its name, bound just below. Otherwise the walk is skipped, which
+        # keeps a chain of n jobs O(n) to build.
+        awaited = bool(self._dependents.get(job_id)) or bool(name and self._by_name_wanted.get(name))
         waits: dict[str, str] = {}
         unbound: list[After] = []
         for dependency in after:
@@ -79,7 +86,7 @@ class Dependencies:
         outcome = self._evaluate([job_id])
         if name and name in self._by_name_wanted:
             outcome = _merge(outcome, self._bind_name(name, job_id))
-        cycle = self._cycle_through(job_id)
+        cycle = self._cycle_through(job_id) if awaited else []
         if cycle:
             path = " -> ".join(self._label(job) for job in [*cycle, cycle[0]])
             outcome = _merge(outcome, self._doom(cycle, f"dependency cycle: {path}"))
@@ -133,36 +140,45 @@ class Dependencies:
         return outcome
 
     def _evaluate(self, candidates: list[str]) -> Outcome:
-        ready, doomed = [], []
-        for job_id in candidates:
+        """Judge waiting jobs against the ended ones; a skipped job's dependents are judged in turn.
+
+        A worklist, not recursion: a failure at the head of a 100,000-link chain must not overflow the stack.
+        """
+        ready: list[str] = []
+        doomed: list[tuple[str, str]] = []
+        work = list(reversed(candidates))
+        while work:
+            job_id = work.pop()
             waits = self._waits.get(job_id)
             if waits is None:
                 continue
             verdicts = {target: met(when, self._ended[target]) for target, when in waits.items() if target in self._ended}
             failed = [target for target, verdict in verdicts.items() if verdict is False]
             if failed:
-                target = failed[0]
-                why = f"dependency {self._label(target)} ended {self._ended[target]}; this job needed {waits[target]}"
-                doomed.extend(self._doom([job_id], why).doomed)
+                doomed.append((job_id, self._skip(job_id, self._why_not_met(failed[0], waits[failed[0]]))))
+                work.extend(sorted(self._dependents.pop(job_id, ()), reverse=True))
             elif len(verdicts) == len(waits) and job_id not in self._unbound:
                 del self._waits[job_id]
                 ready.append(job_id)
         return Outcome(tuple(ready), tuple(doomed))
 
+    def _why_not_met(self, target: str, when: str) -> str:
+        first_cause = self._skip_causes.get(target)
+        if first_cause:  # keep reasons short along a long chain: name the neighbour and the first cause
+            return f"dependency {self._label(target)} was skipped; first cause: {first_cause}"
+        return f"dependency {self._label(target)} ended {self._ended[target]}; this job needed {when}"
+
+    def _skip(self, job_id: str, reason: str) -> str:
+        self.forget(job_id)
+        self._ended[job_id] = "SKIPPED"
+        self._skip_causes[job_id] = reason.split("; first cause: ", 1)[-1]
+        return reason
+
     def _doom(self, jobs: list[str], reason: str) -> Outcome:
-        """End these jobs SKIPPED, and every job that waits for them to succeed, transitively."""
-        doomed: list[tuple[str, str]] = []
-        stack = [(job_id, reason) for job_id in jobs]
-        while stack:
-            job_id, why = stack.pop()
-            if job_id in self._ended or not self.is_waiting(job_id):
-                continue
-            self.forget(job_id)
-            self._ended[job_id] = "SKIPPED"
-            doomed.append((job_id, why))
-            for dependent in sorted(self._dependents.pop(job_id, ())):
-                stack.append((dependent, f"dependency {self._label(job_id)} was skipped: {why}"))
-        return Outcome((), tuple(doomed))
+        """Skip these jobs (a cycle), then judge the jobs that wait for them."""
+        doomed = [(job_id, self._skip(job_id, reason)) for job_id in jobs if self.is_waiting(job_id)]
+        dependents = sorted({d for job_id, _ in doomed for d in self._dependents.pop(job_id, ())})
+        return _merge(Outcome((), tuple(doomed)), self._evaluate(dependents))
 
     def _cycle_through(self, start: str) -> list[str]:
         """A cycle of waiting jobs through `start`, as a path, or [] (depth-first, iterative)."""

@@ -27,6 +27,7 @@ from fsqueue import model, scheduler
 from fsqueue.deps import After, Dependencies, Outcome
 from fsqueue.errors import ManagerBusy
 from fsqueue.intake import ControlRequest, Intake, Submission
+from fsqueue.joblog import JobLog, ends_attempt
 from fsqueue.launcher import Launch, LaunchError, Launcher, LocalLauncher
 from fsqueue.model import JobRecord, JobSpec, JobState, advance
 from fsqueue.resources import Allocation
@@ -120,6 +121,7 @@ class Manager:
         self._plan_needed = True
         self._started: float | None = None
         self.on_change: Callable[[JobRecord], None] | None = None
+        self.joblog = JobLog(spool.joblog)  # one line per ended attempt; opens nothing until the first
 
     # -- start-up ----------------------------------------------------------------------------------
     def recover(self, now: Now) -> None:
@@ -148,15 +150,26 @@ class Manager:
         record = dataclasses.replace(
             self._new_record(spec, submission, status.get("submit_time") or now.wall),
             state=state, seq=status.get("seq", 0), attempt=status.get("attempt", 1),
+            launch_failures=status.get("launch_failures", 0),
         )
         if state == JobState.RUNNING:
             # Local children of a manager that was killed are orphans now; we cannot wait for them, so
             # the job runs again (at-least-once, docs/spool.md).
-            record = advance(record, JobState.QUEUED, attempt=record.attempt + 1, placement=None,
+            cores = status.get("cores") or {}
+            ran = dataclasses.replace(record, start_time=status.get("start_time"), placement=model.Placement(
+                tuple((node, tuple(ids)) for node, ids in cores.items())) if cores else None)
+            record = advance(ran, JobState.QUEUED, attempt=record.attempt + 1, placement=None,
                              reason=f"attempt {record.attempt} was interrupted when its manager stopped")
+            self.joblog.attempt_ended(record, previous=ran)
         elif state is None:
             record = advance(record, JobState.QUEUED)
         self._set(record)
+        reason = scheduler.never_fits(_request(spec), self._capacity)
+        if reason:
+            # Accepted under a larger allocation: it stays queued in the spool for one that can hold it,
+            # and does not keep a draining manager waiting.
+            self._explain(spec.id, f"does not fit this allocation ({reason}); waits for a larger one")
+            return
         self._enqueue(record, now)
 
     # -- one step ----------------------------------------------------------------------------------
@@ -441,6 +454,7 @@ class Manager:
             self.launcher.start(self._launch_of(record, placement))
         except LaunchError as error:
             self._set(advance(record, JobState.FAILED, reason=str(error), end_time=now.wall))
+            self._plan_needed = True  # its cores are still free: plan again at the next step
             return
         for node, cores in placement.cores:
             self._free[node].difference_update(cores)
@@ -466,8 +480,9 @@ class Manager:
             FSQ_CORES_PER_NODE=str(per_node),
             FSQ_NUM_CORES=str(placement.total_cores),
             FSQ_TASKS_PER_NODE=str(spec.tasks_per_node),
-            OMP_NUM_THREADS=str(threads),
         )
+        if "OMP_NUM_THREADS" not in spec.env:
+            env["OMP_NUM_THREADS"] = str(threads)  # the job's own setting wins
         node, cores = placement.cores[0]
         pins = self._pins.get(node)
         cpus = frozenset(pins[core] for core in cores) if pins is not None and len(placement.cores) == 1 else None
@@ -489,6 +504,8 @@ class Manager:
             self._running.discard(record.spec.id)
         if self.on_change is not None:
             self.on_change(record)
+        if ends_attempt(old.state if old else None, record.state):
+            self.joblog.attempt_ended(record, previous=old)
         if record.state.is_final and (old is None or old.state is None or not old.state.is_final):
             ended_at = record.end_time if record.end_time is not None else record.submit_time
             self._apply(self._deps.ended(record.spec.id, record.state), ended_at)
@@ -504,11 +521,13 @@ class Manager:
                 self.spool.write_status(job_id, model.status_document(self.records[job_id], self.identity))
             if self._dirty:
                 self._next_flush = now.mono  # more to write: the next step, not the next window
+            self.joblog.flush()
         if now.mono >= self._next_info or (self._info_changed and now.mono >= self._next_info - self.settings.heartbeat + 0.5):
             self.write_info(now)
 
     def finish(self, now: Now) -> None:
         self._flush(now, force=True)
+        self.joblog.close()
         self.write_info(now)
 
     def write_info(self, now: Now) -> None:
@@ -552,7 +571,8 @@ def _request(spec: JobSpec) -> scheduler.Request:
 
 
 def _absolute(path: str, wd: str | None) -> str:
-    return path if os.path.isabs(path) or not wd else os.path.join(wd, path)
+    """A job's path made absolute: against its wd, and a relative wd against the manager's directory."""
+    return os.path.abspath(os.path.join(wd or "", path))
 
 
 # -- the loop ---------------------------------------------------------------------------------------

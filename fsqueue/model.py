@@ -82,12 +82,13 @@ class Range:
 
     @classmethod
     def parse(cls, value: int | Mapping[str, int] | None) -> Range:
+        # JSON Schema counts 2.0 as an integer; int() keeps the arithmetic and the output integral.
         if value is None:
             return cls(1, 1)
-        if isinstance(value, int):
-            return cls(value, value)
-        low = value["min"]
-        return cls(low, value.get("max", low))
+        if isinstance(value, (int, float)):
+            return cls(int(value), int(value))
+        low = int(value["min"])
+        return cls(low, int(value.get("max", low)))
 
     def to_json(self) -> int | dict[str, int]:
         return self.min if self.min == self.max else {"min": self.min, "max": self.max}
@@ -290,7 +291,8 @@ def job_problems(job: Any) -> list[str]:
 
 
 def _semantic_problems(job: Mapping[str, Any]) -> list[str]:
-    problems = []
+    problems = [f"{field}: contains a NUL byte, which no program argument, variable or path can hold"
+                for field, text in _strings(job) if "\x00" in text]
     if ("exec" in job) == ("script" in job):
         problems.append("job: needs exactly one of exec (with args) or script")
     if "args" in job and "script" in job:
@@ -324,6 +326,17 @@ def _semantic_problems(job: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _strings(job: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every string that reaches exec, the environment or a path, with its field name."""
+    for field in ("exec", "script", "wd", "stdin", "stdout", "stderr", "name"):
+        if isinstance(job.get(field), str):
+            yield field, job[field]
+    for index, arg in enumerate(job.get("args", ())):
+        yield f"args[{index}]", arg
+    for key, value in job.get("env", {}).items():
+        yield f"env.{key}", key + value
+
+
 def _build_spec(job: Mapping[str, Any], ids: Iterator[str]) -> JobSpec:
     job_id = job.get("id") or next(ids)
     document = job if "id" in job else {"id": job_id, **job}
@@ -342,28 +355,31 @@ def _build_spec(job: Mapping[str, Any], ids: Iterator[str]) -> JobSpec:
         cores=Range.parse(resources.get("cores")),
         nodes=Range.parse(resources.get("nodes")),
         document=document,
-        tasks_per_node=resources.get("tasks_per_node", 1),
+        tasks_per_node=int(resources.get("tasks_per_node", 1)),
         exclusive=resources.get("exclusive", False),
         after=tuple(
             (item, "afterok") if isinstance(item, str) else (item["job"], item.get("when", "afterok"))
             for item in job.get("after", ())
         ),
-        priority=job.get("priority", 0),
+        priority=int(job.get("priority", 0)),
         walltime=parse_duration(job["walltime"]) if "walltime" in job else None,
-        retries=job.get("retries", 0),
+        retries=int(job.get("retries", 0)),
     )
 
 
 def parse_duration(value: float | str) -> float:
-    """Seconds from a number or from Slurm's [[D-]HH:]MM:SS (the schema has checked the form)."""
+    """Seconds from a number, or from a string in Slurm's --time forms (the schema has checked which):
+    MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS."""
     if not isinstance(value, str):
         return float(value)
-    days, _, clock = value.rpartition("-")
+    days, dash, clock = value.partition("-") if "-" in value else ("0", "", value)
     parts = [int(part) for part in clock.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0)
+    if dash:  # after a day count the clock starts with hours
+        parts += [0] * (3 - len(parts))
+    else:  # without one, MM:SS or HH:MM:SS
+        parts = [0] * (3 - len(parts)) + parts
     hours, minutes, seconds = parts
-    return float(((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds)
+    return float(((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
@@ -417,7 +433,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 _PATTERN_WORDS = {
     "id": "{} is not an fsqueue id; leave id out and the manager makes one",
-    "walltime": "must be seconds or [[D-]HH:]MM:SS, got {}",
+    "walltime": "must be seconds, or MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS as in Slurm, got {}",
 }
 
 

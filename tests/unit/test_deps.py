@@ -75,7 +75,25 @@ def test_failure_dooms_everything_downstream_with_reasons():
     assert sorted(outcome.ready) == ["cleanup", "handler"]
     doomed = dict(outcome.doomed)
     assert doomed["b"] == "dependency a (a) ended FAILED; this job needed afterok"
-    assert doomed["c"].startswith("dependency b (b) was skipped: dependency a (a) ended FAILED")
+    assert doomed["c"] == "dependency b (b) was skipped; first cause: dependency a (a) ended FAILED; this job needed afterok"
+
+
+def test_afterany_on_a_skipped_job_runs_and_a_long_chain_fails_without_recursion():
+    deps = new()
+    deps.add("root", "root", [])
+    deps.add("skipped", "skipped", [After("root")])
+    deps.add("cleanup", "cleanup", [After("skipped", "afterany")])
+    ids = [IDS() for _ in range(20_000)]
+    deps.add(ids[0], None, [After("root")])
+    for previous, job in zip(ids, ids[1:]):
+        deps.add(job, None, [After(previous)])
+    outcome = deps.ended("root", "FAILED")
+    assert outcome.ready == ("cleanup",)
+    assert len(outcome.doomed) == 20_001  # skipped, and the whole chain
+    reasons = dict(outcome.doomed)
+    assert reasons[ids[0]] == "dependency root (root) ended FAILED; this job needed afterok"
+    assert all(reasons[job].endswith("first cause: dependency root (root) ended FAILED; this job needed afterok")
+               for job in ids[1:])
 
 
 def test_a_success_dooms_an_afternotok_handler():
