@@ -24,7 +24,8 @@ import orjson
 from fsqueue import __version__, client, report, report_html, watch_view
 from fsqueue.errors import FsqError, WaitTimeout
 from fsqueue.launcher import Launcher, LocalLauncher, SrunLauncher
-from fsqueue.manager import Manager, Settings, run
+from fsqueue.manager import Manager, Settings
+from fsqueue.serve import run
 from fsqueue.progress import Progress, RunSummary
 from fsqueue.resources import (
     Allocation,

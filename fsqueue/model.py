@@ -417,7 +417,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         + ("" if got is None or isinstance(got, (dict, list)) else f" {_show(got)}"),
         "minimum": lambda: f"must be >= {expected}, got {got}",
         "maximum": lambda: f"must be <= {expected}, got {got}",
-        "minLength": lambda: f"must not be empty" if expected == 1 else f"must be at least {expected} characters",
+        "minLength": lambda: "must not be empty" if expected == 1 else f"must be at least {expected} characters",
         "maxLength": lambda: f"is {len(got)} characters long; at most {expected}",
         "maxItems": lambda: f"has {len(got)} items; at most {expected}",
         "maxProperties": lambda: f"has {len(got)} entries; at most {expected}",

@@ -15,7 +15,8 @@ import pytest
 from fsqueue import client, report, report_html
 from fsqueue.joblog import JobLog, ends_attempt, read_joblog
 from fsqueue.launcher import LocalLauncher
-from fsqueue.manager import Manager, Settings, run
+from fsqueue.manager import Manager, Settings
+from fsqueue.serve import run
 from fsqueue.model import JobRecord
 from fsqueue.resources import parse_nodes_option
 from fsqueue.spool import Spool

@@ -1,0 +1,110 @@
+"""Serve a spool: become its one manager, then loop over Manager.step until stopped or drained.
+
+The loop sleeps on one pipe that SIGCHLD (a job ended), the directory watch (a file arrived on this
+node) and SIGTERM all write to, and wakes at least every `poll` seconds to scan the drop directories,
+because files written on other nodes raise no event here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from fsqueue.errors import ManagerBusy
+from fsqueue.manager import Manager, Now, Phase
+from fsqueue.spool import Spool
+from fsqueue.watch import DirectoryWatch, Waker
+
+log = logging.getLogger(__name__)
+
+
+def claim_spool(spool: Spool, identity: Mapping[str, Any], now: float) -> FileLock:
+    """Become the one manager of this spool, or raise ManagerBusy naming the one that is.
+
+    The lock excludes a second manager on this node. On another node flock may not hold (NFS with
+    nolock, Lustre without flock), so a fresh heartbeat from another host is refused as well.
+    """
+    info = spool.read_manager_info() or {}
+    lock = FileLock(str(spool.manager_lock), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ManagerBusy(_busy_message(spool, info, now)) from None
+    fresh = now - float(info.get("heartbeat", 0)) < 3 * float(info.get("interval", 2)) + 5
+    if info and info.get("phase") != Phase.STOPPED and fresh and info.get("host") != identity.get("host"):
+        lock.release()
+        raise ManagerBusy(_busy_message(spool, info, now))
+    return lock
+
+
+def _busy_message(spool: Spool, info: Mapping[str, Any], now: float) -> str:
+    age = now - float(info.get("heartbeat", now))
+    return (
+        f"another manager serves {spool.root}: host {info.get('host', '?')}, pid {info.get('pid', '?')}, "
+        f"Slurm job {info.get('slurm_job_id') or '-'}, last heartbeat {age:.1f} s ago; "
+        f"stop it with `fsq shutdown --spool {spool.root}` first"
+    )
+
+
+def run(manager: Manager, *, stop_signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    """Serve until stopped (SIGTERM, SIGINT, `fsq shutdown`) or, in drain mode, until idle."""
+    lock = claim_spool(manager.spool, manager.identity, time.time())
+    nodes = ", ".join(f"{node.name}:{node.cores}" for node in manager.allocation.nodes)
+    log.info("serving %s with %d cores (%s), pid %d", manager.spool.root, manager.allocation.total_cores, nodes,
+             os.getpid())
+    try:
+        _serve(manager, stop_signals)
+    finally:
+        lock.release()
+
+
+def _serve(manager: Manager, stop_signals: tuple[int, ...]) -> None:
+    waker = Waker()
+    watch = DirectoryWatch([manager.spool.incoming, manager.spool.control], waker) if manager.settings.watch else None
+    received: list[int] = []
+
+    def on_stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, on_stop) for signum in stop_signals}
+    previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda *_: None)
+    old_wakeup = signal.set_wakeup_fd(waker.write_fd, warn_on_full_buffer=False)
+    selector = selectors.DefaultSelector()
+    selector.register(waker.read_fd, selectors.EVENT_READ)
+    try:
+        if watch:
+            watch.start()
+        manager.recover(_now())
+        woken_by_event = True
+        while True:
+            if received and manager.phase != Phase.STOPPING:
+                manager.stop(signal.Signals(received[-1]).name, _now())
+            manager.step(_now(), woken_by_event)
+            if manager.finished:
+                break
+            now = _now()
+            timeout = max(0.0, manager.next_deadline(now) - now.mono)
+            woken_by_event = False
+            if selector.select(timeout):
+                woken_by_event = b"\0" in waker.drain()
+        manager.phase = Phase.STOPPED
+        manager.finish(_now())
+    finally:
+        if watch:
+            watch.stop()
+        signal.set_wakeup_fd(old_wakeup)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        selector.close()
+        waker.close()
+
+
+def _now() -> Now:
+    return Now(time.time(), time.monotonic())
