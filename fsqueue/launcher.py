@@ -9,10 +9,12 @@ apart from the job's own failure (docs/slurm.md).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -46,6 +48,7 @@ class Exit:
     launch_failure: str | None = None  # the job never ran: the infrastructure failed, not the job
     failed_nodes: tuple[str, ...] = ()  # nodes the launch failure names
     detail: str | None = None  # what the launcher said about a failure, for the status reason
+    ended_at: float | None = None  # wall time the launcher saw the end (the status file's end_time)
 
 
 class LaunchError(Exception):
@@ -53,7 +56,7 @@ class LaunchError(Exception):
 
 
 class Launcher(Protocol):
-    def start(self, launch: Launch) -> None: ...
+    def start(self, launch: Launch) -> float: ...  # the wall time the job started
     def reap(self) -> list[Exit]: ...
     def signal(self, job_id: str, signum: int) -> None: ...
 
@@ -67,7 +70,8 @@ class _Children:
         self._home = os.getcwd()
 
     def spawn(self, job_id: str, program: str, argv: Sequence[str], env: Mapping[str, str],
-              fds: tuple[int, int, int], cpus: frozenset[int] | None, wd: str | None) -> None:
+              fds: tuple[int, int, int], cpus: frozenset[int] | None, wd: str | None) -> float:
+        """Start the child; return the wall time it started (posix_spawn returns once it has exec'd)."""
         actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
         saved_affinity = None
         if cpus is not None:
@@ -88,8 +92,10 @@ class _Children:
                 os.sched_setaffinity(0, saved_affinity)
         self._pids[pid] = job_id
         self._by_job[job_id] = pid
+        return time.time()
 
-    def reap(self) -> list[tuple[str, int, os.struct_rusage]]:  # type: ignore[name-defined]
+    def reap(self) -> list[tuple[str, int, os.struct_rusage, float]]:  # type: ignore[name-defined]
+        """Every child that ended, with the wall time it was reaped (one clock reading per child)."""
         ended = []
         while self._pids:
             try:
@@ -106,7 +112,7 @@ class _Children:
             job_id = self._pids.pop(pid, None)
             if job_id is not None:
                 del self._by_job[job_id]
-                ended.append((job_id, status, rusage))
+                ended.append((job_id, status, rusage, time.time()))
         return ended
 
     def signal(self, job_id: str, signum: int) -> None:
@@ -122,11 +128,11 @@ class LocalLauncher:
         self._children = _Children()
         self._which: dict[tuple[str, str | None], str | None] = {}
 
-    def start(self, launch: Launch) -> None:
+    def start(self, launch: Launch) -> float:
         program = self._resolve(launch.argv[0], launch.env.get("PATH"))
         fds = _open_streams(launch)
         try:
-            self._children.spawn(launch.job_id, program, launch.argv, launch.env, fds, launch.cpus, launch.wd)
+            return self._children.spawn(launch.job_id, program, launch.argv, launch.env, fds, launch.cpus, launch.wd)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -143,7 +149,7 @@ class LocalLauncher:
         return found
 
     def reap(self) -> list[Exit]:
-        return [_exit_of(job_id, status, rusage) for job_id, status, rusage in self._children.reap()]
+        return [_exit_of(job_id, status, rusage, ended) for job_id, status, rusage, ended in self._children.reap()]
 
     def signal(self, job_id: str, signum: int) -> None:
         self._children.signal(job_id, signum)
@@ -158,7 +164,7 @@ class SrunLauncher:
         self._mem_per_cpu_mb = mem_per_cpu_mb
         self._logs: dict[str, str] = {}
 
-    def start(self, launch: Launch) -> None:
+    def start(self, launch: Launch) -> float:
         assert launch.placement is not None and launch.launch_log is not None
         argv = srun_argv(launch, self._srun, self._mem_per_cpu_mb)
         try:
@@ -168,15 +174,17 @@ class SrunLauncher:
         null_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         null_out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            self._children.spawn(launch.job_id, self._srun, argv, launch.env, (null_in, null_out, log_fd), None, None)
+            started = self._children.spawn(launch.job_id, self._srun, argv, launch.env, (null_in, null_out, log_fd),
+                                           None, None)
         finally:
             for fd in (log_fd, null_in, null_out):
                 os.close(fd)
         self._logs[launch.job_id] = launch.launch_log
+        return started
 
     def reap(self) -> list[Exit]:
         exits = []
-        for job_id, status, _ in self._children.reap():
+        for job_id, status, _, ended in self._children.reap():
             log_path = self._logs.pop(job_id)
             code = os.waitstatus_to_exitcode(status)
             try:
@@ -184,7 +192,7 @@ class SrunLauncher:
                     text = handle.read(65536)
             except OSError:
                 text = ""
-            exit = classify_srun_exit(job_id, code, text)
+            exit = dataclasses.replace(classify_srun_exit(job_id, code, text), ended_at=ended)
             if exit.exit_code == 0:
                 os.unlink(log_path)  # nothing to keep: few files per job on a shared filesystem (R21)
             exits.append(exit)
@@ -262,12 +270,12 @@ def classify_srun_exit(job_id: str, code: int, log_text: str) -> Exit:
     return Exit(job_id, code, None, None, detail=detail)
 
 
-def _exit_of(job_id: str, status: int, rusage: os.struct_rusage) -> Exit:  # type: ignore[name-defined]
+def _exit_of(job_id: str, status: int, rusage: os.struct_rusage, ended: float) -> Exit:  # type: ignore[name-defined]
     code = os.waitstatus_to_exitcode(status)
     usage = Usage(round(rusage.ru_utime, 6), round(rusage.ru_stime, 6), rusage.ru_maxrss)
     if code < 0:
-        return Exit(job_id, None, -code, usage)
-    return Exit(job_id, code, None, usage)
+        return Exit(job_id, None, -code, usage, ended_at=ended)
+    return Exit(job_id, code, None, usage, ended_at=ended)
 
 
 def _kill_group(pid: int, signum: int) -> None:

@@ -363,7 +363,8 @@ class Manager:
                 state = JobState.FAILED
                 reason = f"exit code {exit.exit_code}" if exit.signal is None else f"killed by signal {exit.signal}"
                 reason += f" ({exit.detail})" if exit.detail else ""
-            changes = dict(exit_code=exit.exit_code, signal=exit.signal, usage=exit.usage, end_time=now.wall)
+            ended = exit.ended_at if exit.ended_at is not None else now.wall
+            changes = dict(exit_code=exit.exit_code, signal=exit.signal, usage=exit.usage, end_time=ended)
             if state in (JobState.FAILED, JobState.TIMEOUT) and record.attempt <= record.spec.retries:
                 self._retry(record, f"attempt {record.attempt} {state.lower()}: {reason}", changes)
             else:
@@ -443,7 +444,7 @@ class Manager:
         job_id = record.spec.id
         del self._queue[job_id]
         try:
-            self.launcher.start(self._launch_of(record, placement))
+            started = self.launcher.start(self._launch_of(record, placement))
         except LaunchError as error:
             self._set(advance(record, JobState.FAILED, reason=str(error), end_time=now.wall))
             self._plan_needed = True  # its cores are still free: plan again at the next step
@@ -452,7 +453,7 @@ class Manager:
             self._free[node].difference_update(cores)
         if record.spec.walltime is not None:
             self._walltime_at[job_id] = now.mono + record.spec.walltime
-        self._set(advance(record, JobState.RUNNING, placement=placement, start_time=now.wall, end_time=None,
+        self._set(advance(record, JobState.RUNNING, placement=placement, start_time=started, end_time=None,
                           exit_code=None, signal=None, usage=None, reason=None))
 
     def _launch_of(self, record: JobRecord, placement: model.Placement) -> Launch:
