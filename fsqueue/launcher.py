@@ -127,15 +127,17 @@ class LocalLauncher:
     def __init__(self) -> None:
         self._children = _Children()
         self._which: dict[tuple[str, str | None], str | None] = {}
+        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # every job's default stdin
 
     def start(self, launch: Launch) -> float:
         program = self._resolve(launch.argv[0], launch.env.get("PATH"))
-        fds = _open_streams(launch)
+        fds = _open_streams(launch, self._devnull)
         try:
             return self._children.spawn(launch.job_id, program, launch.argv, launch.env, fds, launch.cpus, launch.wd)
         finally:
             for fd in fds:
-                os.close(fd)
+                if fd != self._devnull:
+                    os.close(fd)
 
     def _resolve(self, program: str, path: str | None) -> str:
         if "/" in program:
@@ -292,10 +294,10 @@ def _enter(wd: str) -> None:
         raise LaunchError(f"wd: cannot enter {wd}: {error.strerror}") from error
 
 
-def _open_streams(launch: Launch) -> tuple[int, int, int]:
-    opened: list[int] = []
+def _open_streams(launch: Launch, devnull: int) -> tuple[int, int, int]:
+    opened: list[int] = [] if launch.stdin else [devnull]
     plan = (
-        ("stdin", launch.stdin or os.devnull, os.O_RDONLY),
+        *((("stdin", launch.stdin, os.O_RDONLY),) if launch.stdin else ()),
         ("stdout", launch.stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
         ("stderr", launch.stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
     )
@@ -308,6 +310,7 @@ def _open_streams(launch: Launch) -> tuple[int, int, int]:
                 raise LaunchError(f"{field}: cannot open {full}: {error.strerror}") from error
     except LaunchError:
         for fd in opened:
-            os.close(fd)
+            if fd != devnull:
+                os.close(fd)
         raise
     return opened[0], opened[1], opened[2]

@@ -436,9 +436,14 @@ class Manager:
             self._queue[job_id] = dataclasses.replace(request, overtaken=request.overtaken + 1)
         for job_id, placement in plan.placements:
             self._launch(self.records[job_id], placement, now)
-        # Why the first few still wait: stable words, written only when they change.
+        # Why the first few still wait, when it is not plain waiting in line for busy cores (that
+        # would cost every job one more status write): cores free that it cannot use, a job that
+        # overtook it, nodes held, not enough time left. Stable words, written when they change.
+        spare = sum(map(len, free.values())) - sum(placement.total_cores for _, placement in plan.placements)
         for job_id, request in itertools.islice(self._queue.items(), WHY_NOT_SHOWN):
-            self._explain(job_id, scheduler.why_waiting(request, plan, time_left))
+            short_of_time = time_left is not None and (request.walltime or 0) > time_left
+            if spare or plan.reservations or job_id in plan.overtaken or short_of_time:
+                self._explain(job_id, scheduler.why_waiting(request, plan, time_left))
 
     def _launch(self, record: JobRecord, placement: model.Placement, now: Now) -> None:
         job_id = record.spec.id
