@@ -55,8 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is not None and args.command != "submit":
         parser.error(f"`--` and a command only go with `fsq submit`, not with `fsq {args.command}`")
     args.cmd = command
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="fsq: %(message)s",
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("fsq: %(message)s"))
+    log.addHandler(handler)  # fsqueue's own messages; libraries keep Python's default (warnings, unprefixed)
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.func(args))
     except WaitTimeout as error:
@@ -77,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def command(name: str, func: Any, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("--spool", help=f"spool directory (default: ${ENV_VAR})")
+        default = "a new fsq-run-* directory here" if name == "run" else f"${ENV_VAR}"
+        sub.add_argument("--spool", help=f"spool directory (default: {default})")
         sub.set_defaults(func=func)
         return sub
 
@@ -153,7 +156,8 @@ def cmd_manager(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    root = args.spool or os.environ.get(ENV_VAR) or f"fsq-run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    # Not $FSQ_SPOOL: inside a job that variable names the parent's spool, which has its manager already.
+    root = args.spool or f"fsq-run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     spool = Spool.create(root)
     ids = []
     for path in args.files:
@@ -199,7 +203,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _emit(documents[0] if len(documents) == 1 and len(args.refs) == 1 else documents)
     else:
-        print("\n\n".join(_render_job(doc) for doc in documents))
+        if documents:
+            print("\n\n".join(_render_job(doc) for doc in documents))
     for ref in missing:
         print(f"fsq: no job {ref!r} in {spool} (not taken in by a manager yet?)", file=sys.stderr)
     return EXIT_ERROR if missing else EXIT_OK
