@@ -387,3 +387,42 @@ def test_without_reservations_the_same_stream_starves_the_big_job() -> None:
         cluster.round(now, [req(f"s{now + 4}")], duration)
     assert "big" not in cluster.started
     assert cluster.queue[0].job_id == "big" and cluster.queue[0].overtaken == 199
+
+
+# --- whole nodes ---------------------------------------------------------------------------------------
+
+
+def whole(job_id: str, nodes: int = 1, most: int | None = None) -> Request:
+    return Request(job_id, Range(1, 1), Range(nodes, most or nodes), exclusive=True)
+
+
+@pytest.mark.parametrize(
+    ("request_", "free", "capacity", "expected"),
+    [
+        pytest.param(whole("w"), {"a": [0, 1], "b": [1]}, {"a": 2, "b": 2}, (("a", (0, 1)),), id="only-idle-nodes"),
+        pytest.param(whole("w"), {"a": [1], "b": [0]}, {"a": 2, "b": 2}, None, id="no-idle-node"),
+        pytest.param(whole("w", 2), {"a": [0, 1], "b": [0, 1, 2, 3]}, {"a": 2, "b": 4},
+                     (("a", (0, 1)), ("b", (0, 1, 2, 3))), id="every-core-of-uneven-nodes"),
+        pytest.param(whole("w", 1, 3), {"a": [0], "b": [0], "c": []}, {"a": 1, "b": 1, "c": 1},
+                     (("a", (0,)), ("b", (0,))), id="range-takes-the-idle-ones"),
+    ],
+)
+def test_exclusive_jobs_take_whole_idle_nodes(request_, free, capacity, expected):
+    result = plan([request_], free, capacity)
+    assert (result.placements[0][1].cores if result.placements else None) == expected
+
+
+def test_a_failed_whole_node_job_does_not_block_one_core_jobs() -> None:
+    # A whole-node job that cannot start must not make the scheduler think one-core jobs cannot either.
+    result = plan([whole("w"), Request("small", Range(1, 1), Range(1, 1))], {"a": [1]}, {"a": 2})
+    assert [job for job, _ in result.placements] == ["small"]
+
+
+def test_whole_node_never_fits_and_reservation() -> None:
+    assert never_fits(whole("w", 3), {"a": 4, "b": 4}) == "needs 3 whole nodes; this allocation has 2"
+    assert never_fits(whole("w", 2), {"a": 4, "b": 8}) is None
+    starving = Request("w", Range(1, 1), Range(1, 1), overtaken=5, exclusive=True)
+    result = plan([starving, Request("s", Range(1, 1), Range(1, 1))], {"a": [1], "b": [0, 1]}, {"a": 2, "b": 2},
+                  max_overtaken=5)
+    placed = dict(result.placements)
+    assert placed["w"].cores == (("b", (0, 1)),) and placed["s"].cores == (("a", (1,)),)
