@@ -37,6 +37,7 @@ class Launch:
     placement: Placement | None = None
     tasks_per_node: int = 1
     launch_log: str | None = None  # where a launcher's own messages go (srun's stderr)
+    gpus_per_node: int = 0
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,8 @@ def srun_argv(launch: Launch, srun: str = "srun", mem_per_cpu_mb: int | None = N
         argv.append(f"--chdir={launch.wd}")
     if mem_per_cpu_mb:
         argv.append(f"--mem-per-cpu={mem_per_cpu_mb}")
+    if launch.gpus_per_node:
+        argv.append(f"--gpus-per-node={launch.gpus_per_node}")
     return [*argv, *launch.argv]
 
 

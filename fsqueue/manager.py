@@ -85,6 +85,8 @@ class Manager:
         self._capacity = {node.name: node.cores for node in allocation.nodes}
         self._pins = {node.name: node.cpu_ids for node in allocation.nodes}
         self._free = {node.name: set(range(node.cores)) for node in allocation.nodes}
+        self._gpu_capacity = {node.name: len(node.gpus) for node in allocation.nodes}
+        self._free_gpus = {node.name: list(node.gpus) for node in allocation.nodes}
         self.records: dict[str, JobRecord] = {}
         self._finished_ids: set[str] = set()
         # Queued jobs in first-come order, with what each asks of the scheduler (a dict: ordered, O(1) removal).
@@ -156,7 +158,7 @@ class Manager:
         elif state is None:
             record = advance(record, JobState.QUEUED)
         self._set(record)
-        reason = scheduler.never_fits(_request(spec), self._capacity)
+        reason = scheduler.never_fits(_request(spec), self._capacity, self._gpu_capacity)
         if reason:
             # Accepted under a larger allocation: it stays queued in the spool for one that can hold it,
             # and does not keep a draining manager waiting.
@@ -239,7 +241,7 @@ class Manager:
         for spec in submission.specs:
             record = self._new_record(spec, submission.name, now.wall)
             request = _request(spec)
-            reason = scheduler.never_fits(request, self._capacity)
+            reason = scheduler.never_fits(request, self._capacity, self._gpu_capacity)
             if reason:
                 self._set(advance(record, JobState.REJECTED, reason=reason, end_time=now.wall))
             else:
@@ -400,7 +402,7 @@ class Manager:
         self._info_changed = True
         capacity = {name: cores for name, cores in self._capacity.items() if name not in self._excluded}
         for job_id, request in list(self._queue.items()):
-            reason = scheduler.never_fits(request, capacity)
+            reason = scheduler.never_fits(request, capacity, self._gpu_capacity)
             if reason:
                 del self._queue[job_id]
                 self._set(advance(self.records[job_id], JobState.FAILED, end_time=now.wall,
@@ -420,6 +422,9 @@ class Manager:
             for node, cores in record.placement.cores:
                 if node not in self._excluded:
                     self._free[node].update(cores)
+            for node, gpus in record.placement.gpus:
+                if node not in self._excluded:
+                    self._free_gpus[node] = sorted({*self._free_gpus[node], *gpus}, key=self._gpu_order(node))
 
     def _schedule(self, now: Now) -> None:
         self._plan_needed = False
@@ -430,7 +435,9 @@ class Manager:
             self._queue_unsorted = False
         time_left = self._time_left(now)
         # The scheduler stops reading the queue once no core is left, so hand it the queue as it is.
-        plan = scheduler.plan(self._queue.values(), free, capacity, self.settings.max_overtaken, time_left)
+        free_gpus = {node: gpus for node, gpus in self._free_gpus.items() if node not in self._excluded}
+        plan = scheduler.plan(self._queue.values(), free, capacity, self.settings.max_overtaken, time_left,
+                              free_gpus, self._gpu_capacity)
         for job_id in plan.overtaken:
             request = self._queue[job_id]
             self._queue[job_id] = dataclasses.replace(request, overtaken=request.overtaken + 1)
@@ -456,6 +463,8 @@ class Manager:
             return
         for node, cores in placement.cores:
             self._free[node].difference_update(cores)
+        for node, gpus in placement.gpus:
+            self._free_gpus[node] = [gpu for gpu in self._free_gpus[node] if gpu not in gpus]
         if record.spec.walltime is not None:
             self._walltime_at[job_id] = now.mono + record.spec.walltime
         self._set(advance(record, JobState.RUNNING, placement=placement, start_time=started, end_time=None,
@@ -478,14 +487,18 @@ class Manager:
             FSQ_CORES_PER_NODE=str(per_node),
             FSQ_NUM_CORES=str(placement.total_cores),
             FSQ_TASKS_PER_NODE=str(spec.tasks_per_node),
+            FSQ_GPUS=" ".join(f"{node}:{','.join(gpus)}" for node, gpus in placement.gpus),
         )
+        if placement.gpus and len(placement.cores) == 1:
+            # The ids of the job's node; under Slurm, srun's GPU plugin sets the step's own in its place.
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(placement.gpus[0][1])
         if "OMP_NUM_THREADS" not in spec.env:
             env["OMP_NUM_THREADS"] = str(threads)  # the job's own setting wins
         node, cores = placement.cores[0]
         pins = self._pins.get(node)
         cpus = frozenset(pins[core] for core in cores) if pins is not None and len(placement.cores) == 1 else None
         return Launch(spec.id, spec.argv, env, spec.wd, spec.stdin, record.stdout, record.stderr, cpus, placement,
-                      spec.tasks_per_node, str(self.spool.launch_log(spec.id)))
+                      spec.tasks_per_node, str(self.spool.launch_log(spec.id)), spec.gpus)
 
     # -- records -----------------------------------------------------------------------------------
     def _set(self, record: JobRecord) -> None:
@@ -544,6 +557,13 @@ class Manager:
             "counts": {str(state): count for state, count in self.counts.items() if count},
         })
 
+    def _gpu_order(self, node: str) -> Callable[[str], int]:
+        order = {gpu: index for index, gpu in enumerate(self._gpu_ids(node))}
+        return lambda gpu: order.get(gpu, len(order))
+
+    def _gpu_ids(self, node: str) -> tuple[str, ...]:
+        return next(n.gpus for n in self.allocation.nodes if n.name == node)
+
     def _node_info(self, name: str, busy: int) -> dict[str, Any]:
         info: dict[str, Any] = {"name": name, "cores": self._capacity[name], "busy": busy}
         if name in self._excluded:
@@ -564,7 +584,8 @@ class Manager:
 
 
 def _request(spec: JobSpec) -> scheduler.Request:
-    return scheduler.Request(spec.id, spec.cores, spec.nodes, exclusive=spec.exclusive, walltime=spec.walltime)
+    return scheduler.Request(spec.id, spec.cores, spec.nodes, exclusive=spec.exclusive, walltime=spec.walltime,
+                             gpus=spec.gpus)
 
 
 

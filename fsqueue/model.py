@@ -113,6 +113,7 @@ class JobSpec:
     document: Mapping[str, Any]
     tasks_per_node: int = 1
     exclusive: bool = False
+    gpus: int = 0  # on each node
     after: tuple[tuple[str, str], ...] = ()  # (id or name, condition)
     priority: int = 0
     walltime: float | None = None  # seconds
@@ -131,6 +132,7 @@ class Placement:
     """Where a job runs: for each node, the core indices it holds there."""
 
     cores: tuple[tuple[str, tuple[int, ...]], ...]
+    gpus: tuple[tuple[str, tuple[str, ...]], ...] = ()  # for each node, the GPU ids it holds there
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -206,6 +208,7 @@ def status_document(record: JobRecord, manager: Mapping[str, Any] | None = None)
         "end_time": record.end_time,
         "nodes": list(placement.nodes) if placement else [],
         "cores": {node: list(cores) for node, cores in placement.cores} if placement else {},
+        "gpus": {node: list(gpus) for node, gpus in placement.gpus if gpus} if placement else {},
         "resources": _resources_json(record.spec),
         "stdout": record.stdout,
         "stderr": record.stderr,
@@ -223,6 +226,8 @@ def _resources_json(spec: JobSpec) -> dict[str, Any]:
         resources["tasks_per_node"] = spec.tasks_per_node
     if spec.exclusive:
         resources["exclusive"] = True
+    if spec.gpus:
+        resources["gpus"] = spec.gpus
     return resources
 
 
@@ -357,6 +362,7 @@ def _build_spec(job: Mapping[str, Any], ids: Iterator[str]) -> JobSpec:
         document=document,
         tasks_per_node=int(resources.get("tasks_per_node", 1)),
         exclusive=resources.get("exclusive", False),
+        gpus=int(resources.get("gpus", 0)),
         after=tuple(
             (item, "afterok") if isinstance(item, str) else (item["job"], item.get("when", "afterok"))
             for item in job.get("after", ())

@@ -97,18 +97,20 @@ def local_allocation(cores: int | None, affinity: set[int] | frozenset[int]) -> 
 
 
 def parse_nodes_option(text: str) -> Allocation:
-    """`--nodes n1:4,n2:4`: virtual nodes for testing multi-node placement on one machine."""
+    """`--nodes n1:4,n2:4` (or n1:4:2 with 2 GPUs): virtual nodes for testing placement on one machine."""
     if not text.strip():
-        raise ResourceError("--nodes is empty: expected NAME:CORES[,NAME:CORES...], e.g. n1:4,n2:4")
+        raise ResourceError("--nodes is empty: expected NAME:CORES[:GPUS][,...], e.g. n1:4,n2:4")
     return Allocation(tuple(_node_spec(part.strip()) for part in text.split(",")))
 
 
 def _node_spec(spec: str) -> Node:
-    name, colon, count = spec.partition(":")
+    name, colon, counts = spec.partition(":")
     if not colon:
-        raise ResourceError(f"--nodes entry {spec!r} has no ':': expected NAME:CORES, e.g. n1:4")
+        raise ResourceError(f"--nodes entry {spec!r} has no ':': expected NAME:CORES[:GPUS], e.g. n1:4 or n1:4:2")
     _check_name(name)
-    return Node(name, _whole(count, f"--nodes entry {name!r} cores", 1))
+    cores, _, gpus = counts.partition(":")
+    gpu_count = _whole(gpus, f"--nodes entry {name!r} GPUs", 0) if gpus else 0
+    return Node(name, _whole(cores, f"--nodes entry {name!r} cores", 1), gpus=tuple(map(str, range(gpu_count))))
 
 
 # --- Slurm hostlists and CPU counts ----------------------------------------------------

@@ -27,6 +27,7 @@ class Request:
     overtaken: int = 0
     exclusive: bool = False  # whole nodes: only nodes with every core free, and all of them
     walltime: float | None = None  # seconds the job may run; it does not start if the allocation ends sooner
+    gpus: int = 0  # on each node
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,20 @@ def plan(
     capacity: Mapping[str, int],
     max_overtaken: int = DEFAULT_MAX_OVERTAKEN,
     time_left: float | None = None,
+    free_gpus: Mapping[str, Sequence[str]] | None = None,
+    gpu_capacity: Mapping[str, int] | None = None,
 ) -> Plan:
     """Place what fits. `free` maps each node, in the allocation's order, to its free core indices;
-    `capacity` to its total cores."""
+    `capacity` to its total cores; `free_gpus` and `gpu_capacity` likewise for GPUs (none if absent)."""
     pool = {node: sorted(cores) for node, cores in free.items()}
+    gpu_pool = {node: list((free_gpus or {}).get(node, ())) for node in pool}
+    gpu_total = {node: (gpu_capacity or {}).get(node, 0) for node in pool}
     held: set[str] = set()
     spare = sum(len(cores) for cores in pool.values())
     placements: list[tuple[str, Placement]] = []
     waiting: list[tuple[int, str]] = []
     reservations: dict[str, tuple[str, ...]] = {}
-    failed_shapes: list[tuple[bool, int, int]] = []
+    failed_shapes: list[tuple[bool, int, int, int]] = []
     last_start = -1
     for position, request in enumerate(queue):
         if spare == 0:
@@ -59,17 +64,21 @@ def plan(
         if time_left is not None and request.walltime is not None and request.walltime > time_left:
             continue  # would be killed by the allocation's end: leave it for the next allocation
         starving = request.overtaken >= max_overtaken
-        shape = (request.exclusive, request.cores.min, request.nodes.min)
+        shape = (request.exclusive, request.cores.min, request.nodes.min, request.gpus)
         # A shape at least as large as one that did not fit cannot fit either: free space only shrinks.
-        if not starving and any(e == shape[0] and c <= shape[1] and n <= shape[2] for e, c, n in failed_shapes):
+        if not starving and any(e == shape[0] and c <= shape[1] and n <= shape[2] and g <= shape[3]
+                                for e, c, n, g in failed_shapes):
             waiting.append((position, request.job_id))
             continue
-        chosen = _choose_whole(request, pool, capacity, held) if request.exclusive else _choose(request, pool, held)
+        if request.exclusive:
+            chosen = _choose_whole(request, pool, capacity, gpu_pool, gpu_total, held)
+        else:
+            chosen = _choose(request, pool, gpu_pool, held)
         if chosen is None:
             failed_shapes.append(shape)
             waiting.append((position, request.job_id))
             if starving:
-                nodes = _reserve(request, pool, capacity, held)
+                nodes = _reserve(request, pool, capacity, gpu_total, held)
                 held.update(nodes)
                 spare -= sum(len(pool[node]) for node in nodes)
                 if nodes:
@@ -77,6 +86,8 @@ def plan(
             continue
         for node, cores in chosen.cores:
             pool[node] = pool[node][len(cores) :]
+        for node, gpus in chosen.gpus:
+            gpu_pool[node] = gpu_pool[node][len(gpus) :]
         spare -= chosen.total_cores
         placements.append((request.job_id, chosen))
         last_start = position
@@ -84,12 +95,15 @@ def plan(
     return Plan(tuple(placements), overtaken, reservations)
 
 
-def _choose(request: Request, pool: Mapping[str, list[int]], held: set[str]) -> Placement | None:
+def _choose(
+    request: Request, pool: Mapping[str, list[int]], gpu_pool: Mapping[str, list[str]], held: set[str]
+) -> Placement | None:
     cores, nodes = request.cores, request.nodes
     # Prefer nodes that give the job the most of what it wants, then the fullest such node (best fit),
     # which keeps large holes open for large jobs.
     candidates = sorted(
-        (node for node, free in pool.items() if node not in held and len(free) >= cores.min),
+        (node for node, free in pool.items()
+         if node not in held and len(free) >= cores.min and len(gpu_pool[node]) >= request.gpus),
         key=lambda node: (-min(len(pool[node]), cores.max), len(pool[node])),
     )
     if len(candidates) < nodes.min:
@@ -99,32 +113,48 @@ def _choose(request: Request, pool: Mapping[str, list[int]], held: set[str]) -> 
         per_node = min(cores.max, len(pool[candidates[count - 1]]))
         if count * per_node > best_count * best_per_node:
             best_count, best_per_node = count, per_node
-    return Placement(tuple((node, tuple(pool[node][:best_per_node])) for node in candidates[:best_count]))
+    chosen = candidates[:best_count]
+    return Placement(tuple((node, tuple(pool[node][:best_per_node])) for node in chosen),
+                     tuple((node, tuple(gpu_pool[node][: request.gpus])) for node in chosen) if request.gpus else ())
 
 
 def _choose_whole(
-    request: Request, pool: Mapping[str, list[int]], capacity: Mapping[str, int], held: set[str]
+    request: Request, pool: Mapping[str, list[int]], capacity: Mapping[str, int],
+    gpu_pool: Mapping[str, list[str]], gpu_total: Mapping[str, int], held: set[str],
 ) -> Placement | None:
-    idle = [node for node, free in pool.items() if node not in held and len(free) == capacity[node]]
+    idle = [node for node, free in pool.items() if node not in held and len(free) == capacity[node]
+            and len(gpu_pool[node]) == gpu_total[node] >= request.gpus]
     if len(idle) < request.nodes.min:
         return None
-    count = min(request.nodes.max, len(idle))
-    return Placement(tuple((node, tuple(pool[node])) for node in idle[:count]))
+    chosen = idle[: min(request.nodes.max, len(idle))]
+    return Placement(tuple((node, tuple(pool[node])) for node in chosen),
+                     tuple((node, tuple(gpu_pool[node])) for node in chosen if gpu_pool[node]))
 
 
 def _reserve(
-    request: Request, pool: Mapping[str, list[int]], capacity: Mapping[str, int], held: set[str]
+    request: Request, pool: Mapping[str, list[int]], capacity: Mapping[str, int], gpu_total: Mapping[str, int],
+    held: set[str],
 ) -> tuple[str, ...]:
     """The nodes a starving job will run on: those big enough to hold it, the emptiest first."""
     candidates = sorted(
-        (node for node in pool if node not in held and (request.exclusive or capacity[node] >= request.cores.min)),
+        (node for node in pool if node not in held and gpu_total[node] >= request.gpus
+         and (request.exclusive or capacity[node] >= request.cores.min)),
         key=lambda node: -len(pool[node]),
     )
     return tuple(candidates[: request.nodes.min]) if len(candidates) >= request.nodes.min else ()
 
 
-def never_fits(request: Request, capacity: Mapping[str, int]) -> str | None:
+def never_fits(request: Request, capacity: Mapping[str, int], gpu_capacity: Mapping[str, int] | None = None
+               ) -> str | None:
     """Why a job can never start in this allocation, or None if it can."""
+    if request.gpus:
+        gpus = gpu_capacity or {}
+        able = [node for node in capacity if gpus.get(node, 0) >= request.gpus]
+        if len(able) < request.nodes.min:
+            most = max(gpus.values(), default=0)
+            return (f"needs {request.gpus} GPUs on each of {request.nodes.min} node(s); "
+                    f"{len(able)} node(s) here have that many (most GPUs on a node: {most})")
+        capacity = {node: capacity[node] for node in able}
     if request.exclusive:
         if len(capacity) >= request.nodes.min:
             return None
@@ -154,4 +184,5 @@ def why_waiting(request: Request, plan: Plan, time_left: float | None = None) ->
         return f"waiting for {request.nodes.min} whole idle node(s)"
     where = "one node" if request.nodes.min == 1 else f"each of {request.nodes.min} nodes"
     held = " (others are held for a job that waited long)" if plan.reservations else ""
-    return f"waiting for {request.cores.min} free cores on {where}{held}"
+    gpus = f" and {request.gpus} free GPU(s)" if request.gpus else ""
+    return f"waiting for {request.cores.min} free cores{gpus} on {where}{held}"

@@ -92,3 +92,23 @@ def test_status_says_why_a_job_waits(start_manager):
     assert "reason:     waiting for 2 free cores on one node" in text
     run_fsq("cancel", blocker, spool=manager.spool, check=True)
     assert manager.wait_final(wide)["state"] == "SUCCEEDED" and doc["id"] == wide
+
+
+def test_gpus_in_local_mode_with_virtual_nodes(start_manager, tmp_path):
+    manager = start_manager("--nodes", "n1:4:2")
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    script = f'echo "$CUDA_VISIBLE_DEVICES|$FSQ_GPUS"; while [ -e {hold} ]; do sleep 0.05; done'
+    first, second, third = submit_jobs(manager, [{"resources": {"gpus": 1}, "script": script}] * 3)
+    [too_many] = submit_jobs(manager, [{"resources": {"gpus": 3}, "exec": "true"}])
+    manager.wait_state(first, "RUNNING")
+    manager.wait_state(second, "RUNNING")
+    # Two cores are free, no GPU is: the third waits, and says for what.
+    wait_until(lambda: manager.status(third)["reason"] == "waiting for 1 free cores and 1 free GPU(s) on one node",
+               20, lambda: manager.status(third))
+    assert manager.wait_final(too_many)["state"] == "REJECTED"
+    hold.rmdir()
+    docs = [manager.wait_final(job) for job in (first, second, third)]
+    seen = [Path(doc["stdout"]).read_text().strip() for doc in docs]
+    assert sorted(seen[:2]) == ["0|n1:0", "1|n1:1"] and seen[2] in ("0|n1:0", "1|n1:1")
+    assert [doc["gpus"] for doc in docs[:2]] in ([{"n1": ["0"]}, {"n1": ["1"]}], [{"n1": ["1"]}, {"n1": ["0"]}])

@@ -78,7 +78,7 @@ TYPE = "must be an integer or an object, got"
         case("cores-float", asking(cores=1.5), f"resources.cores: {TYPE} number 1.5"),
         case("cores-bool", asking(cores=True), f"resources.cores: {TYPE} boolean true"),
         case("cores-array", asking(cores=[2]), f"resources.cores: {TYPE} array"),
-        case("unknown-resource", asking(gpus=1), "resources.gpus: unknown field (known: cores, exclusive, nodes, tasks_per_node)"),
+        case("unknown-resource", asking(memory=1), "resources.memory: unknown field (known: cores, exclusive, gpus, nodes, tasks_per_node)"),
         case("range-typo", asking(cores={"min": 1, "mx": 2}), "resources.cores.mx: unknown field (known: max, min)"),
         case("resources-array", run(resources=[]), "resources: must be an object, got array"),
         # unknown fields and wrong types
@@ -277,7 +277,7 @@ def test_status_document_of_a_finished_job() -> None:
     assert document == {
         "version": 1, "id": "0000000000000000", "name": None, "state": "SUCCEEDED", "seq": 3, "attempt": 1, "launch_failures": 0,
         "reason": None, "exit_code": 0, "signal": None, "submit_time": 1.0, "start_time": 5.0, "end_time": 9.0,
-        "nodes": ["n1", "n2"], "cores": {"n1": [0, 1], "n2": [2, 3]}, "resources": {"cores": 1, "nodes": 1},
+        "nodes": ["n1", "n2"], "cores": {"n1": [0, 1], "n2": [2, 3]}, "gpus": {}, "resources": {"cores": 1, "nodes": 1},
         "stdout": "/o", "stderr": "/e", "usage": {"cpu_user": 1.5, "cpu_system": 0.25, "max_rss_kib": 2048},
         "submission": "sub.json", "manager": {"host": "h", "pid": 1},
     }

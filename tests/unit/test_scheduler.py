@@ -426,3 +426,35 @@ def test_whole_node_never_fits_and_reservation() -> None:
                   max_overtaken=5)
     placed = dict(result.placements)
     assert placed["w"].cores == (("b", (0, 1)),) and placed["s"].cores == (("a", (1,)),)
+
+
+# --- GPUs ------------------------------------------------------------------------------------------------
+
+
+def gpu_job(job_id: str, gpus: int, cores: int = 1, nodes: int = 1) -> Request:
+    return Request(job_id, Range(cores, cores), Range(nodes, nodes), gpus=gpus)
+
+
+def test_gpus_are_handed_out_per_node_and_never_twice() -> None:
+    free, capacity = {"a": [0, 1, 2, 3], "b": [0, 1, 2, 3]}, {"a": 4, "b": 4}
+    gpus, gpu_capacity = {"a": ["0", "1"], "b": []}, {"a": 2, "b": 0}
+    result = plan([gpu_job("x", 1), gpu_job("y", 1), gpu_job("z", 1), gpu_job("cpu", 1 - 1)], free, capacity,
+                  free_gpus=gpus, gpu_capacity=gpu_capacity)
+    placed = dict(result.placements)
+    assert placed["x"].gpus == (("a", ("0",)),) and placed["y"].gpus == (("a", ("1",)),)
+    assert "z" not in placed and placed["cpu"].gpus == ()  # z waits for a GPU although cores are free
+
+
+def test_a_gpu_job_that_can_never_fit_says_why() -> None:
+    reason = never_fits(gpu_job("x", 3), {"a": 4, "b": 4}, {"a": 2, "b": 0})
+    assert reason == "needs 3 GPUs on each of 1 node(s); 0 node(s) here have that many (most GPUs on a node: 2)"
+    assert never_fits(gpu_job("x", 2, nodes=1), {"a": 4}, {"a": 2}) is None
+    assert never_fits(gpu_job("x", 1), {"a": 4}, None) is not None  # no GPUs at all
+
+
+def test_whole_nodes_take_every_gpu_too() -> None:
+    whole_node = Request("w", Range(1, 1), Range(1, 1), exclusive=True)
+    result = plan([whole_node], {"a": [0, 1]}, {"a": 2}, free_gpus={"a": ["0", "1"]}, gpu_capacity={"a": 2})
+    assert result.placements[0][1].gpus == (("a", ("0", "1")),)
+    busy_gpu = plan([whole_node], {"a": [0, 1]}, {"a": 2}, free_gpus={"a": ["1"]}, gpu_capacity={"a": 2})
+    assert busy_gpu.placements == ()

@@ -99,3 +99,8 @@ def test_classify(code, log, exit_code, signal, launch_failure, nodes):
 def test_a_task_failure_keeps_srun_words_as_detail():
     exit = classify_srun_exit("0000000000000000", 3, TASK_EXIT_3)
     assert exit.detail == "n1: Exited with exit code 3"
+
+
+def test_gpus_per_node_flag():
+    assert "--gpus-per-node=2" in srun_argv(launch({"n1": 4}, gpus_per_node=2))
+    assert not any(arg.startswith("--gpus") for arg in srun_argv(launch({"n1": 4})))
