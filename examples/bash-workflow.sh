@@ -34,12 +34,14 @@ final='SUCCEEDED|FAILED|CANCELED|REJECTED'
 failed=0
 for i in $(seq 1 "$tasks"); do
     receipt="$spool/receipts/square-$run-$i.json"
-    until [ -s "$receipt" ]; do sleep 0.2; done
+    # `: < DIR` opens the directory: on NFS this node then asks the server again instead of trusting a
+    # cached "no such file" (docs/filesystems.md).
+    until : < "$spool/receipts" && [ -s "$receipt" ]; do sleep 0.2; done
     if [ "$(field "$receipt" state)" = REJECTED ]; then
         echo "square-$i rejected: $(cat "$receipt")" >&2; failed=$((failed + 1)); continue
     fi
     id=$(sed -n 's/.*"ids":\["\([0-9a-z]*\)".*/\1/p' "$receipt")
-    until [ -s "$spool/status/$id.json" ] && [[ $(field "$spool/status/$id.json" state) =~ ^($final)$ ]]; do
+    until : < "$spool/status" && [ -s "$spool/status/$id.json" ] && [[ $(field "$spool/status/$id.json" state) =~ ^($final)$ ]]; do
         sleep 0.2
     done
     state=$(field "$spool/status/$id.json" state)

@@ -67,8 +67,7 @@ def list_jobs(spool: str | os.PathLike[str], states: Iterable[str] = ()) -> list
 
 
 def _all_status(target: Spool) -> list[StatusDoc]:
-    documents = (target.read_status(job_id) for job_id in target.status_ids())
-    return [doc for doc in documents if doc]
+    return [doc for doc in target.read_statuses(target.status_ids()).values() if doc]
 
 
 @dataclass(frozen=True)
@@ -134,13 +133,14 @@ def wait(
                     pending_ids.add(doc["id"])
                     resolved.add(doc["name"])
             pending_names -= resolved
-        for job_id in sorted(pending_ids):
-            doc = target.read_status(job_id)
-            if doc and doc.get("state") in FINAL:
-                final[job_id] = doc
+        # One look per round that asks the file server, not this node's cache: on NFS a status file
+        # written on the manager's node can otherwise stay missing or old here for 30-60 s.
+        for job_id, current in sorted(target.read_statuses(pending_ids).items()):
+            if current and current.get("state") in FINAL:
+                final[job_id] = current
                 pending_ids.discard(job_id)
                 if on_final:
-                    on_final(doc)
+                    on_final(current)
         if not pending_ids and not pending_names:
             return [final[job_id] for job_id in sorted(final)]
         if deadline is not None and time.monotonic() >= deadline:

@@ -123,7 +123,7 @@ class Manager:
         self._started = now.wall
         unfinished = []
         for name in self.spool.scan(self.spool.accepted).candidates:
-            document = read_json(self.spool.accepted / name)
+            document = read_json(self.spool.accepted / name, fresh=False)  # the scan revalidated accepted/
             for spec in model.accepted_specs(document):
                 status = self.spool.read_status(spec.id) or {}
                 state = JobState(status["state"]) if status.get("state") in JobState.__members__ else None

@@ -36,7 +36,11 @@ def claim_spool(spool: Spool, identity: Mapping[str, Any], now: float) -> FileLo
     try:
         lock.acquire()
     except Timeout:
-        raise ManagerBusy(_busy_message(spool, info, now)) from None
+        holder = spool.read_manager_info() or {}  # again: the holder may have written its heartbeat since
+        if holder.get("phase") in (None, Phase.STOPPED):
+            raise ManagerBusy(f"another manager serves {spool.root}: it holds {spool.manager_lock} and is starting "
+                              f"(no heartbeat yet); see `fsq status --spool {spool.root}` in a few seconds") from None
+        raise ManagerBusy(_busy_message(spool, holder, now)) from None
     fresh = now - float(info.get("heartbeat", 0)) < 3 * float(info.get("interval", 2)) + 5
     if info and info.get("phase") != Phase.STOPPED and fresh and info.get("host") != identity.get("host"):
         lock.release()

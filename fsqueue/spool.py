@@ -19,10 +19,13 @@ Layout under the spool root (all names are made by fsqueue or checked against on
     joblog.tsv                one tab-separated line per ended attempt of a job (fsqueue.joblog), appended
     manager.lock              held (filelock) by the manager that serves the spool on this node
 
-Assumptions, from ../shared/research/shared-filesystems.md: rename(2) within one filesystem is the one
-atomic step (R1); directory listings and attributes may be stale for seconds on NFS, and inotify does not
-see writes made on other nodes (R6), so the manager's periodic scan is the truth; flock may not work
-across nodes, so locks are a courtesy between cooperating writers on one node, never a correctness rule.
+Assumptions, from ../shared/research/shared-filesystems.md and docs/filesystems.md (measured on NFS by
+tests/nfs): rename(2) within one filesystem is the one atomic step (R1); inotify does not see writes made
+on other nodes (R6), so the manager's periodic scan is the truth; a listing is fresh (opening a directory
+revalidates it), but an NFS client trusts a name it looked up, found or not, for 30-60 s, so every read of
+a file that another node writes first revalidates its directory (revalidate(), read_json) and nothing
+waits on exists(); flock may not work across nodes, so locks are a courtesy between cooperating writers
+on one node, never a correctness rule.
 Only the manager writes claimed/, accepted/, rejected/, receipts/, status/ and manager.json (R12).
 """
 
@@ -121,6 +124,23 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def revalidate(directory: Path) -> None:
+    """Make this node's next lookups in `directory` ask the file server instead of its own cache.
+
+    An NFS client trusts the names it has looked up in a directory, "no such file" included, for as
+    long as it trusts its copy of the directory's attributes: 30 to 60 s with default mount options
+    (acdirmin, acdirmax in nfs(5)). Until then a file that another node created stays invisible to
+    open() and stat(), and a file it replaced by rename can be read in an old version (both measured
+    by tests/nfs; docs/filesystems.md). Opening the directory makes the client fetch its attributes
+    (close-to-open holds for directories too), and a directory that changed drops its cached names.
+    One GETATTR on NFS; two system calls on a local filesystem.
+    """
+    try:
+        os.close(os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    except FileNotFoundError:
+        pass  # then the file is not there either; the caller's own open says so
 
 
 def fsync_dir(path: Path) -> None:
@@ -222,6 +242,9 @@ class Spool:
     @classmethod
     def existing(cls, root: str | os.PathLike[str]) -> Spool:
         path = Path(root).absolute()
+        if not (path / "incoming").is_dir():
+            revalidate(path.parent)  # a spool made on another node may hide behind a cached miss
+            revalidate(path)
         if not (path / "incoming").is_dir():
             raise SpoolError(f"no spool at {path}: start `fsq manager --spool {path}` or submit once to create it")
         return cls(path)
@@ -356,6 +379,7 @@ class Spool:
             (self.claimed / name).unlink(missing_ok=True)
 
     def is_known_submission(self, name: str) -> bool:
+        revalidate(self.accepted)  # accepted by a manager on another node, before a failover
         return os.path.lexists(self.accepted / name)
 
     def write_receipt(self, name: str, document: dict[str, Any]) -> None:
@@ -378,7 +402,16 @@ class Spool:
         os.rename(tmp, f"{directory}/{job_id}.json")
 
     def read_status(self, job_id: str) -> dict[str, Any] | None:
+        """The job's status as the file server has it now; None while the job has no status file."""
         return read_json(self.status_path(job_id))
+
+    def read_statuses(self, job_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """Several status files, each at least as new as the moment this call began.
+
+        One revalidation of status/ for all of them, rather than one per file as read_status does.
+        """
+        revalidate(self.status_dir)
+        return {job_id: read_json(self.status_path(job_id), fresh=False) for job_id in job_ids}
 
     def status_ids(self) -> list[str]:
         with os.scandir(self.status_dir) as entries:
@@ -393,8 +426,14 @@ class Spool:
         return read_json(self.manager_file)
 
 
-def read_json(path: Path) -> Any:
-    """Read a whole JSON file written by atomic_write; None if it does not exist (yet)."""
+def read_json(path: Path, *, fresh: bool = True) -> Any:
+    """Read a whole JSON file written by atomic_write; None if it does not exist (yet).
+
+    `fresh` revalidates the directory first, so that the answer is the file server's, not a name
+    this node cached before another node wrote the file. False when the caller has just done it.
+    """
+    if fresh:
+        revalidate(path.parent)
     for _ in range(3):
         try:
             with open(path, "rb") as handle:
