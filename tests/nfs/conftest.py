@@ -98,6 +98,21 @@ class Cluster:
         return wait_until(final, timeout, lambda: f"{self.status(node, job_id)}\n" + "\n".join(map(self.log, procs)))
 
 
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    """Every test here is marked nfs, and runs only inside the guest, where FSQ_NFS_REAL=1."""
+    skip = pytest.mark.skipif(os.environ.get("FSQ_NFS_REAL") != "1",
+                              reason="$FSQ_NFS_REAL is not set: these run in the two-client NFS guest, "
+                                     "`bash ../shared/nfs/up.sh && bash ../shared/nfs/vm.sh "
+                                     "'.venv/bin/python -m pytest tests/nfs'` (docs/filesystems.md)")
+    for item in items:
+        if Path(str(item.path)).resolve().parent == HERE:
+            item.add_marker(pytest.mark.nfs)
+            item.add_marker(skip)
+
+
 def record_figure(line: str) -> None:
     """An observation to print after the run (never asserted: timings under emulation mean little)."""
     _FIGURES.append(line)

@@ -17,13 +17,7 @@ from fsqueue import client
 from fsqueue.spool import IdMaker, Spool
 from tests.conftest import wait_until
 
-pytestmark = [
-    pytest.mark.nfs,
-    pytest.mark.skipif(os.environ.get("FSQ_NFS_REAL") != "1",
-                       reason="$FSQ_NFS_REAL is not set: these run in the two-client NFS guest, "
-                              "`bash ../shared/nfs/up.sh && bash ../shared/nfs/vm.sh "
-                              "'.venv/bin/python -m pytest tests/nfs'` (docs/filesystems.md)"),
-]
+# Marked nfs, and skipped outside the guest, by tests/nfs/conftest.py.
 
 # The bash client of docs/spool.md on another node: publish, then wait for the receipt and the final
 # state. `ls` and `: < DIR` open the directory, which makes this node's NFS client ask the server

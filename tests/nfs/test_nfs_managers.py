@@ -11,18 +11,11 @@ import os
 import signal
 import time
 
-import pytest
 
 from fsqueue import client
 from tests.conftest import wait_until
 
-pytestmark = [
-    pytest.mark.nfs,
-    pytest.mark.skipif(os.environ.get("FSQ_NFS_REAL") != "1",
-                       reason="$FSQ_NFS_REAL is not set: these run in the two-client NFS guest, "
-                              "`bash ../shared/nfs/up.sh && bash ../shared/nfs/vm.sh "
-                              "'.venv/bin/python -m pytest tests/nfs'` (docs/filesystems.md)"),
-]
+# Marked nfs, and skipped outside the guest, by tests/nfs/conftest.py.
 
 # Each run of a job appends "ATTEMPT HOST" to runs/ID, beside the spool, so that a second run shows.
 LOG_RUN = 'echo "$FSQ_ATTEMPT $(hostname)" >> "$FSQ_SPOOL/../runs/$FSQ_JOB_ID"'
