@@ -124,8 +124,10 @@ class Manager:
         unfinished = []
         for name in self.spool.scan(self.spool.accepted).candidates:
             document = read_json(self.spool.accepted / name, fresh=False)  # the scan revalidated accepted/
-            for spec in model.accepted_specs(document):
-                status = self.spool.read_status(spec.id) or {}
+            specs = model.accepted_specs(document)
+            statuses = self.spool.read_statuses(spec.id for spec in specs)  # one revalidation per file
+            for spec in specs:
+                status = statuses[spec.id] or {}
                 state = JobState(status["state"]) if status.get("state") in JobState.__members__ else None
                 if state is not None and state.is_final:
                     self._finished_ids.add(spec.id)
