@@ -578,6 +578,7 @@ class Manager:
         if self._dirty:
             deadlines.append(self._next_flush)
         deadlines += [d for d in self._kill_at.values() if d != float("inf")]
+        deadlines += self._walltime_at.values()
         deadlines += self._backoff.values()
         retry = self._intake.next_retry()
         if retry is not None:
