@@ -52,6 +52,7 @@ NODE_FAILURE_LIMIT = 3
 MAX_LAUNCH_TRIES = 10
 WHY_NOT_SHOWN = 20  # queued jobs at the head of the queue whose status says why they wait
 FLUSH_BATCH = 128  # status files written per step while jobs run
+INFO_MIN_GAP = 0.5  # seconds: manager.json follows changes, but a busy manager does not rewrite it every step
 
 
 class Phase(enum.StrEnum):
@@ -85,8 +86,9 @@ class Manager:
         self._capacity = {node.name: node.cores for node in allocation.nodes}
         self._pins = {node.name: node.cpu_ids for node in allocation.nodes}
         self._free = {node.name: set(range(node.cores)) for node in allocation.nodes}
-        self._gpu_capacity = {node.name: len(node.gpus) for node in allocation.nodes}
-        self._free_gpus = {node.name: list(node.gpus) for node in allocation.nodes}
+        self._gpu_ids = {node.name: node.gpus for node in allocation.nodes}  # in the node's own order
+        self._gpu_capacity = {name: len(gpus) for name, gpus in self._gpu_ids.items()}
+        self._free_gpus = {name: list(gpus) for name, gpus in self._gpu_ids.items()}
         self.records: dict[str, JobRecord] = {}
         self._finished_ids: set[str] = set()
         # Queued jobs in first-come order, with what each asks of the scheduler (a dict: ordered, O(1) removal).
@@ -109,7 +111,7 @@ class Manager:
         self.phase = Phase.DRAINING if settings.drain else Phase.SERVING
         self._next_scan = 0.0
         self._next_flush = 0.0
-        self._next_info = 0.0
+        self._last_info = float("-inf")
         self._info_changed = True
         self._idle_scans = 0
         self._plan_needed = True
@@ -171,7 +173,7 @@ class Manager:
     # -- one step ----------------------------------------------------------------------------------
     def step(self, now: Now, woken_by_event: bool = False) -> None:
         # Draining and idle: look once more right away rather than at the next poll, then exit.
-        settle = self.phase == Phase.DRAINING and not self._queue and self.launcher_idle and not self._idle_scans
+        settle = self.phase == Phase.DRAINING and not self._queue and not self._running and not self._idle_scans
         scan = woken_by_event or settle or now.mono >= self._next_scan
         if scan:
             self._next_scan = now.mono + self.settings.poll
@@ -213,13 +215,9 @@ class Manager:
             return not self._kill_at and not self._running
         if self.phase == Phase.DRAINING:
             # Jobs held by dependencies that nothing in this spool can meet any more do not keep it open.
-            return (not self._queue and not self._backoff and self.launcher_idle and self._idle_scans >= 1
+            return (not self._queue and not self._backoff and not self._running and self._idle_scans >= 1
                     and self._intake.next_retry() is None)
         return False
-
-    @property
-    def launcher_idle(self) -> bool:
-        return not self._running
 
     def stop(self, why: str, now: Now) -> None:
         """No new launches; running jobs get SIGTERM now and SIGKILL after the grace period."""
@@ -426,7 +424,8 @@ class Manager:
                     self._free[node].update(cores)
             for node, gpus in record.placement.gpus:
                 if node not in self._excluded:
-                    self._free_gpus[node] = sorted({*self._free_gpus[node], *gpus}, key=self._gpu_order(node))
+                    free = {*self._free_gpus[node], *gpus}
+                    self._free_gpus[node] = [gpu for gpu in self._gpu_ids[node] if gpu in free]
 
     def _schedule(self, now: Now) -> None:
         self._plan_needed = False
@@ -535,7 +534,7 @@ class Manager:
             if self._dirty:
                 self._next_flush = now.mono  # more to write: the next step, not the next window
             self.joblog.flush()
-        if now.mono >= self._next_info or (self._info_changed and now.mono >= self._next_info - self.settings.heartbeat + 0.5):
+        if now.mono >= self._next_info_due():
             self.write_info(now)
 
     def finish(self, now: Now) -> None:
@@ -543,8 +542,12 @@ class Manager:
         self.joblog.close()
         self.write_info(now)
 
+    def _next_info_due(self) -> float:
+        """manager.json is rewritten every heartbeat, and sooner after a change, but at most every INFO_MIN_GAP."""
+        return self._last_info + INFO_MIN_GAP if self._info_changed else self._last_info + self.settings.heartbeat
+
     def write_info(self, now: Now) -> None:
-        self._next_info = now.mono + self.settings.heartbeat
+        self._last_info = now.mono
         self._info_changed = False
         busy = {node: self._capacity[node] - len(free) for node, free in self._free.items()}
         self.spool.write_manager_info({
@@ -559,13 +562,6 @@ class Manager:
             "counts": {str(state): count for state, count in self.counts.items() if count},
         })
 
-    def _gpu_order(self, node: str) -> Callable[[str], int]:
-        order = {gpu: index for index, gpu in enumerate(self._gpu_ids(node))}
-        return lambda gpu: order.get(gpu, len(order))
-
-    def _gpu_ids(self, node: str) -> tuple[str, ...]:
-        return next(n.gpus for n in self.allocation.nodes if n.name == node)
-
     def _node_info(self, name: str, busy: int) -> dict[str, Any]:
         info: dict[str, Any] = {"name": name, "cores": self._capacity[name], "busy": busy}
         if name in self._excluded:
@@ -574,7 +570,7 @@ class Manager:
 
     def next_deadline(self, now: Now) -> float:
         """The monotonic time by which step() must run again, whatever wakes the manager or not."""
-        deadlines = [self._next_scan, self._next_info]
+        deadlines = [self._next_scan, self._next_info_due()]
         if self._dirty:
             deadlines.append(self._next_flush)
         deadlines += [d for d in self._kill_at.values() if d != float("inf")]
@@ -589,7 +585,6 @@ class Manager:
 def _request(spec: JobSpec) -> scheduler.Request:
     return scheduler.Request(spec.id, spec.cores, spec.nodes, exclusive=spec.exclusive, walltime=spec.walltime,
                              gpus=spec.gpus)
-
 
 
 def _absolute(path: str, wd: str | None) -> str:

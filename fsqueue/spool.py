@@ -105,19 +105,25 @@ class Listing:
     locked: frozenset[str]  # names whose courtesy lock file exists
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = False, sync_directory: bool = True) -> None:
-    """Replace `path` with `data` in one rename, so readers see the old or the new file, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = False,
+                 sync_directory: bool = True) -> None:
+    """Replace `path` with `data` in one rename, so readers see the old or the new file, never a mix.
+
+    String paths throughout: status files go through here at every transition of every job.
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(path)
+    tmp = f"{directory}/.{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
-        os.write(fd, data) if len(data) < 65536 else _write_all(fd, data)
+        _write_all(fd, data)
         if durable:
             os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
     if durable and sync_directory:
-        fsync_dir(path.parent)
+        fsync_dir(Path(directory))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -390,16 +396,8 @@ class Spool:
 
     # -- status files ----------------------------------------------------------------------------
     def write_status(self, job_id: str, document: dict[str, Any]) -> None:
-        # Not fsynced: status files are a view the manager can rewrite from its records. Plain string
-        # paths: this runs for every transition of every job.
-        directory = f"{self.root}/status"
-        tmp = f"{directory}/.{job_id}.json.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        try:
-            _write_all(fd, orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
-        finally:
-            os.close(fd)
-        os.rename(tmp, f"{directory}/{job_id}.json")
+        # Not fsynced: status files are a view the manager can rewrite from its records.
+        atomic_write(f"{self.root}/status/{job_id}.json", orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
 
     def read_status(self, job_id: str) -> dict[str, Any] | None:
         """The job's status as the file server has it now; None while the job has no status file."""
