@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 from fsqueue import model
 from fsqueue.errors import InvalidJob
 from fsqueue.model import JobSpec
-from fsqueue.spool import LOCK_SUFFIX, Spool, Unsafe, is_job_id, is_submission_name
+from fsqueue.spool import LOCK_SUFFIX, Spool, Unsafe, is_job_id, is_submission_name, revalidate
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class Intake:
             names += self._claim_new(self._spool.incoming, limit)
         accepted: list[Submission] = []
         batch_ids: set[str] = set()  # known_ids learns of this batch only after we return
+        if names:
+            revalidate(self._spool.accepted)  # once for the batch: a manager on another node may have accepted
         for name in names:
             submission = self._process(name, now, known_ids, batch_ids)
             if submission is not None:
@@ -83,7 +85,7 @@ class Intake:
 
     def adopt(self, names: list[str]) -> None:
         for name in names:
-            if self._spool.is_known_submission(name):
+            if self._spool.is_known_submission(name, fresh=False):  # submissions() revalidated accepted/
                 # Accepted before the manager stopped, but its claimed copy was not dropped yet.
                 (self._spool.claimed / name).unlink(missing_ok=True)
             else:
@@ -100,11 +102,12 @@ class Intake:
                 break
             if name in self._torn:
                 continue  # its namesake waits in claimed/; a rename now would overwrite it
-            if name in listing.locked and not self._claim_locked(directory, name):
-                continue
-            elif name not in listing.locked and self._spool.claim(directory, name) is None:
-                continue
-            claimed.append(name)
+            if name in listing.locked:
+                taken = self._claim_locked(directory, name)
+            else:
+                taken = self._spool.claim(directory, name) is not None
+            if taken:
+                claimed.append(name)
         return claimed
 
     def _claim_locked(self, directory: Path, name: str) -> bool:
@@ -133,7 +136,7 @@ class Intake:
             document = self._read(name, path, now)
             if document is None:
                 return None
-            if self._spool.is_known_submission(name):
+            if self._spool.is_known_submission(name, fresh=False):  # submissions() revalidated accepted/
                 self._spool.reject(path, name, f"duplicate: a submission named {name} was already accepted; "
                                    "use a new file name for a new submission", receipt=False)
                 return None

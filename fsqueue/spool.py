@@ -384,8 +384,9 @@ class Spool:
         for name in names:
             (self.claimed / name).unlink(missing_ok=True)
 
-    def is_known_submission(self, name: str) -> bool:
-        revalidate(self.accepted)  # accepted by a manager on another node, before a failover
+    def is_known_submission(self, name: str, *, fresh: bool = True) -> bool:
+        if fresh:
+            revalidate(self.accepted)  # accepted by a manager on another node, before a failover
         return os.path.lexists(self.accepted / name)
 
     def write_receipt(self, name: str, document: dict[str, Any]) -> None:
