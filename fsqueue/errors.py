@@ -21,3 +21,15 @@ class ManagerBusy(SpoolError):
 
 class WaitTimeout(FsqError):
     """`wait` gave up before every job reached a final state."""
+
+
+class JournalError(FsqError):
+    """The manager's journal cannot be read as one: unknown version, garbled header, or not a regular file."""
+
+
+class JournalWriteError(JournalError):
+    """Records could not be made durable (disk full, I/O error); they stay pending and a later sync retries."""
+
+
+class LeaseLost(SpoolError):
+    """Another manager now holds this spool's lease; the manager that held it must stop."""

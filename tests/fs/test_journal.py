@@ -1,0 +1,371 @@
+"""The journal on real files: group commit, a torn tail cut at every byte, corruption, a full disk, kill -9."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from fsqueue.errors import JournalError, JournalWriteError
+from fsqueue.journal import Journal, replay
+
+REPO = Path(__file__).resolve().parents[2]
+RECORDS = [{"event": "accept", "id": f"job{n}", "n": n} for n in range(4)]
+# The record that gets torn: multi-byte characters, so that some cuts fall inside one.
+LAST = {"event": "start", "id": "job4", "argv": ["echo", "größe ✓ 名前"], "attempt": 1}
+LAST_LINE = orjson.dumps(LAST) + b"\n"
+
+
+def lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def write_journal(path: Path, records: list[dict[str, Any]]) -> bytes:
+    journal, _ = Journal.open(path, now=1000.0)
+    with journal:
+        for record in records:
+            journal.append(record)
+    return path.read_bytes()
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if name.endswith(".tmp"))
+
+
+# -- round trip and group commit ----------------------------------------------------------------------
+
+
+def test_a_new_journal_is_private_and_starts_with_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal, result = Journal.open(path, now=1234.5)
+    journal.close()
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o600
+    header = orjson.loads(lines(path)[0])
+    assert header == {"fsqueue_journal": 1, "created": 1234.5, "host": header["host"], "pid": os.getpid()}
+    assert result.records == [] and result.torn_bytes == 0 and result.corrupt_lines == ()
+    assert leftovers(tmp_path) == []
+
+
+def test_records_round_trip_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    write_journal(path, [*RECORDS, LAST])
+    journal, result = Journal.open(path, now=2000.0)
+    journal.close()
+    assert result.records == [*RECORDS, LAST]
+    assert result.header["created"] == 1000.0  # reopening keeps the original header
+    assert replay(path).records == [*RECORDS, LAST]
+
+
+def test_one_sync_writes_every_pending_record_with_one_write_and_one_fsync(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal, _ = Journal.open(path, now=0.0)
+    calls: list[str] = []
+    real_write, real_fsync = os.write, os.fsync
+
+    def write(fd: int, data: bytes) -> int:
+        calls.append("write")
+        return real_write(fd, data)
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "write", write)  # spies: the real calls still happen
+    monkeypatch.setattr(os, "fsync", fsync)
+    for n in range(100):
+        journal.append({"n": n})
+    assert journal.pending == 100
+    assert len(lines(path)) == 1, "append must only buffer"
+    assert journal.sync() == 100
+    assert calls == ["write", "fsync"]
+    assert journal.pending == 0 and len(lines(path)) == 101
+    assert journal.sync() == 0 and calls == ["write", "fsync"], "an empty sync is a no-op"
+    journal.close()
+    assert [record["n"] for record in replay(path).records] == list(range(100))
+
+
+def test_close_syncs_what_is_pending(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal, _ = Journal.open(path, now=0.0)
+    journal.append({"n": 1})
+    journal.close()
+    assert replay(path).records == [{"n": 1}]
+
+
+def test_append_takes_only_objects(tmp_path: Path) -> None:
+    journal, _ = Journal.open(tmp_path / "journal.jsonl", now=0.0)
+    with journal, pytest.raises(TypeError, match="dict"):
+        journal.append(["not", "an", "object"])  # type: ignore[arg-type]
+
+
+# -- damage ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kept", range(len(LAST_LINE)))
+def test_a_tail_torn_at_any_byte_is_cut_off_and_appending_goes_on_cleanly(tmp_path: Path, kept: int) -> None:
+    path = tmp_path / "journal.jsonl"
+    whole = write_journal(path, [*RECORDS, LAST])
+    start = len(whole) - len(LAST_LINE)
+    path.write_bytes(whole[: start + kept])  # a crash kept the first `kept` bytes of the last record
+
+    journal, result = Journal.open(path, now=0.0)
+    assert result.records == RECORDS
+    assert result.torn_bytes == kept and result.corrupt_lines == ()
+    assert path.stat().st_size == start, "open must cut the torn record off"
+    journal.append({"after": kept})
+    journal.close()
+
+    again = replay(path)
+    assert again.records == [*RECORDS, {"after": kept}]
+    assert again.torn_bytes == 0 and again.corrupt_lines == ()
+
+
+@pytest.mark.parametrize("tail", [b"\0" * 4096, b"garbage\n", b'{"event": "sta\n\0\0\0', b"[1, 2]\n", b"\n\n"],
+                         ids=["zeros", "unparseable-line", "torn-then-zeros", "not-an-object", "empty-lines"])
+def test_anything_after_the_last_readable_record_is_the_torn_tail(tmp_path: Path, tail: bytes) -> None:
+    path = tmp_path / "journal.jsonl"
+    whole = write_journal(path, RECORDS)
+    path.write_bytes(whole + tail)
+    journal, result = Journal.open(path, now=0.0)
+    journal.close()
+    assert result.records == RECORDS and result.torn_bytes == len(tail) and result.corrupt_lines == ()
+    assert path.read_bytes() == whole
+
+
+@pytest.mark.parametrize("bad", [b"garbage", b"\0\0\0\0", b'{"event": "acc', b'"a string"'])
+def test_an_unreadable_line_between_records_is_skipped_and_reported(tmp_path: Path, bad: bytes) -> None:
+    path = tmp_path / "journal.jsonl"
+    whole = write_journal(path, RECORDS)
+    header, *body = whole.splitlines(keepends=True)
+    damaged = b"".join([header, *body[:2], bad + b"\n", *body[2:]])
+    path.write_bytes(damaged)
+
+    journal, result = Journal.open(path, now=0.0)
+    assert result.records == RECORDS, "the records around the bad line are kept"
+    assert result.corrupt_lines == (4,)  # header, two records, then the bad line
+    assert result.torn_bytes == 0
+    assert path.read_bytes() == damaged, "the evidence stays in the file until the manager compacts"
+    journal.append({"after": True})
+    journal.close()
+    assert replay(path).records == [*RECORDS, {"after": True}]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"fsqueue_journal": 2, "created": 0}\n', "format version 2.*reads version 1"),
+    (b'{"fsqueue_journal": "1"}\n', "format version '1'"),
+    (b'{"fsqueue_journal": true}\n', "format version True"),
+    (b"id\tstate\n", "not an fsqueue journal"),
+    (b'{"created": 0}\n', "not an fsqueue journal"),
+    (b'{"fsqueue_journal": 1, "crea', "not an fsqueue journal"),
+    (b"", "not an fsqueue journal"),
+], ids=["newer", "string-version", "bool-version", "tsv", "no-version-key", "torn-header", "empty"])
+def test_a_journal_with_an_unknown_version_or_no_header_is_refused_untouched(tmp_path: Path, content: bytes,
+                                                                              message: str) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(content + b'{"n": 1}\n')
+    with pytest.raises(JournalError, match=message) as caught:
+        Journal.open(path, now=0.0)
+    assert str(path) in str(caught.value) and "move" in str(caught.value)  # names the file and the remedy
+    assert path.read_bytes() == content + b'{"n": 1}\n'
+
+
+def test_a_symlink_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.jsonl"
+    write_journal(target, RECORDS)
+    before = target.read_bytes()
+    (tmp_path / "journal.jsonl").symlink_to(target)
+    with pytest.raises(JournalError, match="symbolic link"):
+        Journal.open(tmp_path / "journal.jsonl", now=0.0)
+    with pytest.raises(JournalError, match="symbolic link"):
+        replay(tmp_path / "journal.jsonl")
+    assert target.read_bytes() == before
+
+
+def test_a_fifo_is_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "journal.jsonl")
+    with pytest.raises(JournalError, match="not a regular file"):
+        Journal.open(tmp_path / "journal.jsonl", now=0.0)
+
+
+# -- compaction ------------------------------------------------------------------------------------------
+
+
+def test_compact_replaces_the_file_and_appends_go_to_the_new_one(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    before = write_journal(path, [*RECORDS, LAST])
+    old = os.open(path, os.O_RDONLY)  # the old file, to show it was replaced, not rewritten in place
+    journal, result = Journal.open(path, now=0.0)
+    summary = {"event": "snapshot", "jobs": len(result.records)}
+    journal.compact([summary], now=5000.0)
+    journal.append({"event": "after"})
+    journal.sync()
+    journal.append({"event": "pending across a compaction"})
+    journal.compact([summary, {"event": "after"}], now=6000.0)
+    journal.close()
+
+    again = replay(path)
+    assert again.header["created"] == 6000.0
+    assert again.records == [summary, {"event": "after"}, {"event": "pending across a compaction"}]
+    assert os.pread(old, 1 << 16, 0) == before
+    os.close(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert leftovers(tmp_path) == []
+
+
+# -- write errors ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs of our own, to fill up for real."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a 64 KiB tmpfs to fill up needs root")
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(path: Path) -> None:
+    """Write `path` until the filesystem has no free block left."""
+    with open(path, "wb", buffering=0) as handle:
+        for size in (4096, 1):
+            try:
+                while True:
+                    handle.write(b"x" * size)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC, error
+
+
+def test_a_full_disk_leaves_only_whole_records_and_a_later_sync_writes_everything_once(
+        tiny_fs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tiny_fs / "journal.jsonl"
+    journal, _ = Journal.open(path, now=0.0)
+    for record in RECORDS:
+        journal.append(record)
+    journal.sync()
+    synced = path.stat().st_size
+    assert synced % 4096, "the last page must have room, so that the failing write is a short one"
+    fill(tiny_fs / "filler")
+
+    written: list[int] = []
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:  # a spy: records what each real write managed
+        count = real_write(fd, data)
+        written.append(count)
+        return count
+
+    monkeypatch.setattr(os, "write", write)
+    late: list[dict[str, Any]] = [{"event": "end", "id": f"job{n}", "output": "y" * 3000} for n in range(5)]
+    for record in late:
+        journal.append(record)
+    with pytest.raises(JournalWriteError, match=r"cannot write the journal .*No space left.*5 records are kept.*df "):
+        journal.sync()
+    assert written and 0 < written[0] < sum(map(len, (orjson.dumps(r) + b"\n" for r in late))), \
+        f"expected a short write before ENOSPC, saw {written}"
+    assert path.stat().st_size == synced, "the partial record must be cut off"
+    assert journal.pending == 5
+    assert replay(path).records == RECORDS and replay(path).torn_bytes == 0
+
+    with pytest.raises(JournalWriteError, match="the old one, if any, is unchanged"):
+        journal.compact(RECORDS[:1], now=1.0)
+    assert replay(path).records == RECORDS and leftovers(tiny_fs) == []
+
+    with pytest.raises(JournalWriteError):
+        journal.sync()  # still full: fails again, still clean
+    assert path.stat().st_size == synced
+
+    (tiny_fs / "filler").unlink()
+    assert journal.sync() == 5
+    journal.close()
+    again = replay(path)
+    assert again.records == [*RECORDS, *late], "nothing lost, nothing doubled"
+    assert again.torn_bytes == 0 and again.corrupt_lines == ()
+
+
+def test_a_failed_fsync_cuts_the_records_back_and_the_retry_writes_them_once(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fault injection: EIO from fsync cannot be produced on demand, so fail the real call once.
+    path = tmp_path / "journal.jsonl"
+    journal, _ = Journal.open(path, now=0.0)
+    journal.append(RECORDS[0])
+    journal.sync()
+    synced = path.stat().st_size
+    real_fsync = os.fsync
+    failures = [OSError(errno.EIO, os.strerror(errno.EIO))]
+
+    def flaky_fsync(fd: int) -> None:
+        if failures:
+            raise failures.pop()
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", flaky_fsync)
+    journal.append(RECORDS[1])
+    with pytest.raises(JournalWriteError, match="cannot fsync the journal .*Input/output error"):
+        journal.sync()
+    assert path.stat().st_size == synced and journal.pending == 1
+    assert journal.sync() == 1
+    journal.close()
+    assert replay(path).records == RECORDS[:2]
+
+
+# -- kill -9 ------------------------------------------------------------------------------------------------
+
+WRITER = r"""
+import sys
+from fsqueue.journal import Journal
+journal, result = Journal.open(sys.argv[1], now=0.0)
+done = len(result.records)
+while True:
+    for _ in range(1 + done % 7):
+        journal.append({"n": done, "pad": "p" * (done % 500)})
+        done += 1
+    journal.sync()
+    print(done, flush=True)
+"""
+
+
+def test_kill_9_never_loses_a_synced_record_nor_leaves_a_partial_one(tmp_path: Path) -> None:
+    seed = time.time_ns()
+    rng = random.Random(seed)
+    path = tmp_path / "journal.jsonl"
+    for round_ in range(6):  # each round resumes the journal the previous kill left
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
+                                  cwd=REPO, start_new_session=True)
+        assert writer.stdout is not None
+        try:
+            reports = [int(writer.stdout.readline()) for _ in range(rng.randint(1, 400))]
+            os.kill(writer.pid, signal.SIGKILL)
+            reports += [int(line) for line in writer.stdout.read().split()]  # synced before the kill landed
+        finally:
+            writer.kill()
+            writer.wait(timeout=30)
+            writer.stdout.close()
+        journal, result = Journal.open(path, now=0.0)
+        journal.close()
+        numbers = [record["n"] for record in result.records]
+        context = f"seed {seed}, round {round_}, last report {reports[-1]}, torn {result.torn_bytes}"
+        assert numbers == list(range(len(numbers))), context
+        assert len(numbers) >= reports[-1], context
+        assert result.corrupt_lines == (), context
+        assert replay(path).torn_bytes == 0, context
