@@ -15,13 +15,15 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from fsqueue import __version__, client, report, report_html, watch_view
+from fsqueue import __version__, client, doctor, qcg, report, report_html, watch_view
 from fsqueue.errors import FsqError, WaitTimeout
 from fsqueue.launcher import Launcher, LocalLauncher, SrunLauncher
 from fsqueue.manager import Manager, Settings
@@ -91,15 +93,21 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("run", cmd_run, "run job files to completion with a private manager (batch mode)")
     sub.add_argument("files", nargs="+", help="job files (JSON: one job or a list)")
+    sub.add_argument("--format", choices=("fsqueue", "qcg"), default="fsqueue",
+                     help="fsqueue job files (default), or QCG-PilotJob request files (docs/migrating-from-qcg.md)")
     _resource_options(sub)
     _manager_options(sub)
 
     sub = command("submit", cmd_submit, "submit a job file, or a command after --; prints the job ids")
     sub.add_argument("file", nargs="?", help="job file, or - for standard input")
+    sub.add_argument("--format", choices=("fsqueue", "qcg"), default="fsqueue",
+                     help="fsqueue job file (default), or a QCG-PilotJob request file (docs/migrating-from-qcg.md)")
     sub.add_argument("--name", help="job name (a label)")
     sub.add_argument("--cores", type=int, help="cores on each node")
     sub.add_argument("--nodes", type=int, help="number of nodes")
-    sub.usage = "fsq submit [--spool DIR] (FILE | - | [--name N] [--cores C] [--nodes K] -- CMD [ARGS...])"
+    _group_shared_option(sub)
+    sub.usage = ("fsq submit [--spool DIR] [--group-shared] "
+                 "([--format {fsqueue,qcg}] (FILE | -) | [--name N] [--cores C] [--nodes K] -- CMD [ARGS...])")
 
     sub = command("status", cmd_status, "a summary of the spool, or the status of jobs")
     sub.add_argument("refs", nargs="*", metavar="ID|NAME")
@@ -127,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("shutdown", cmd_shutdown, "stop the manager (running jobs are stopped), or --drain")
     sub.add_argument("--drain", action="store_true", help="stop once the queue is empty instead")
+
+    sub = command("doctor", cmd_doctor, "check the spool's filesystem, permissions and space; exit 1 on an error")
+    sub.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -138,9 +149,15 @@ def _resource_options(sub: argparse.ArgumentParser) -> None:
     group.add_argument("--nodes", help="local mode with virtual nodes, e.g. n1:4,n2:4")
 
 
+def _group_shared_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--group-shared", action="store_true",
+                     help="make the spool group-shared: mode 2750, the group reads, only you write (docs/spool.md)")
+
+
 def _manager_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--poll", type=float, default=1.0, help="seconds between scans of the spool (default 1)")
     sub.add_argument("--no-watch", action="store_true", help="find files by scanning only (no inotify)")
+    _group_shared_option(sub)
     sub.add_argument("--grace", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL (default 5)")
 
 
@@ -148,7 +165,7 @@ def _manager_options(sub: argparse.ArgumentParser) -> None:
 
 
 def cmd_manager(args: argparse.Namespace) -> int:
-    spool = Spool.create(_spool_path(args))
+    spool = Spool.create(_spool_path(args), group_shared=args.group_shared)
     manager = _manager(args, spool, drain=args.drain)
     run(manager)
     log.info("stopped: %s", _counts_line(manager.counts))
@@ -158,17 +175,16 @@ def cmd_manager(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     # Not $FSQ_SPOOL: inside a job that variable names the parent's spool, which has its manager already.
     root = args.spool or f"fsq-run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    spool = Spool.create(root)
-    ids = []
+    spool = Spool.create(root, group_shared=args.group_shared)
     for path in args.files:
-        ids += client.submit(spool.root, _read_jobs(path), wd=os.getcwd())
+        client.submit(spool.root, _job_file(path, args.format, "run"), wd=os.getcwd())
     manager = _manager(args, spool, drain=True)
-    progress = Progress(sys.stderr, total=len(ids), interactive=sys.stderr.isatty())
-    manager.on_change = progress.update
+    progress = Progress(sys.stderr, total=0, interactive=sys.stderr.isatty())  # 0: the manager's counts say
+    manager.on_change = lambda _record: progress.counts(manager.counts)
     started = time.monotonic()
     run(manager)
     progress.close()
-    summary = RunSummary.of(manager.records.values(), time.monotonic() - started, spool.root)
+    summary = RunSummary.of(manager.records.values(), time.monotonic() - started, spool.root, manager.counts)
     print(summary.render(), file=sys.stderr)
     return EXIT_OK if summary.all_succeeded else EXIT_JOB_FAILED
 
@@ -180,12 +196,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.file:
         if args.name or args.cores or args.nodes:
             raise FsqError("--name, --cores and --nodes go with a command; put them in the job file instead")
-        jobs = _read_jobs(args.file)
+        jobs = _job_file(args.file, args.format, "submit")
     elif command is not None:
+        if args.format != "fsqueue":
+            raise FsqError("--format goes with a job file, not with a command after --")
         jobs = client.command_job(command, name=args.name, cores=args.cores, nodes=args.nodes)
     else:
         raise FsqError("nothing to submit: give a job file, - for standard input, or -- CMD ARGS...")
-    for job_id in client.submit(_spool_path(args), jobs, wd=os.getcwd()):
+    for job_id in client.submit(_spool_path(args), jobs, wd=os.getcwd(), group_shared=args.group_shared):
         print(job_id)
     return EXIT_OK
 
@@ -295,6 +313,14 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    # Never creates the spool: without one it checks the directory where it would be made.
+    report = doctor.judge(doctor.look(_spool_path(args), uid=os.geteuid()), time.time())
+    _emit(report) if args.json else print(doctor.render(report))
+    # 1, as for a job that did not succeed: fsq did its work, and what it checked is not right.
+    return EXIT_JOB_FAILED if report["worst"] == "error" else EXIT_OK
+
+
 # -- helpers -----------------------------------------------------------------------------------------
 
 
@@ -334,6 +360,29 @@ def _manager(args: argparse.Namespace, spool: Spool, *, drain: bool) -> Manager:
                 "node": os.environ.get("SLURMD_NODENAME")}
     allocation, launcher = _allocation(args)
     return Manager(spool, allocation, settings, os.environ, identity, launcher)
+
+
+def _job_file(path: str, form: str, command: str) -> Any:
+    """The jobs of a file, translated from a QCG-PilotJob request file with --format qcg."""
+    document = _read_jobs(path)
+    if form != "qcg":
+        return document
+    context = qcg.Context(root_wd=os.getcwd(), now=datetime.now(), uniq=lambda: str(uuid.uuid4()))
+    try:
+        translation = qcg.translate(document, context)
+    except FsqError as error:
+        raise FsqError(f"{path}: {error}") from error
+    for note in translation.notes:
+        print(f"fsq: {path}: {note}", file=sys.stderr)
+    if translation.finish_after_all and command == "submit":
+        print(f"fsq: {path}: finishAfterAllTasksDone is not passed on: the manager keeps serving the spool; "
+              f"`fsq shutdown --drain` stops it once nothing is left to run", file=sys.stderr)
+    for directory in translation.directories:  # QCG makes a job's wd before starting it; fsqueue does not
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as error:
+            raise FsqError(f"cannot create the working directory {directory}: {error.strerror}") from error
+    return translation.jobs
 
 
 def _read_jobs(path: str) -> Any:
@@ -381,6 +430,12 @@ def _render_job(doc: dict[str, Any]) -> str:
         ("cores", " ".join(f"{n}:{','.join(map(str, c))}" for n, c in doc.get("cores", {}).items()) or "-"),
         ("stdout", doc.get("stdout")), ("stderr", doc.get("stderr")),
     ]
+    sweep, iteration = doc.get("sweep"), doc.get("iteration")
+    if sweep:  # a sweep runs no process of its own: its iterations instead of its outputs
+        counts = ", ".join(f"{state} {count}" for state, count in sweep["counts"].items())
+        rows[-2:] = [("iterations", f"{sweep['total']}: {counts}"), ("each", f"fsq status {doc['id']}.INDEX")]
+    if iteration:
+        rows.insert(1, ("sweep", f"{iteration['sweep']}, iteration {iteration['index']}"))
     usage = doc.get("usage")
     if usage:
         rows.append(("usage", f"user {usage['cpu_user']:.3f} s, system {usage['cpu_system']:.3f} s, "

@@ -23,19 +23,26 @@ FINAL = frozenset(state.value for state in model.FINAL_STATES)
 STALE_AFTER_INTERVALS = 3
 
 
-def submit(spool: str | os.PathLike[str], jobs: dict[str, Any] | list[dict[str, Any]], *, wd: str | None = None) -> list[str]:
+def submit(spool: str | os.PathLike[str], jobs: dict[str, Any] | list[dict[str, Any]], *, wd: str | None = None,
+           group_shared: bool = False) -> list[str]:
     """Validate jobs here (so that errors reach the submitter), give them ids, publish them; return the ids.
 
-    `wd` fills in the working directory of jobs that do not name one (the CLI passes its own).
+    `wd` fills in the working directory of jobs that do not name one (the CLI passes its own);
+    `group_shared` makes the spool group-shared (Spool.create).
     """
-    target = Spool.create(spool)
+    target = Spool.create(spool, group_shared=group_shared)
     documents = jobs if isinstance(jobs, list) else [jobs]
     if wd is not None:
         documents = [doc if not isinstance(doc, dict) or "wd" in doc else {**doc, "wd": wd} for doc in documents]
-    specs = model.parse_jobs(documents if isinstance(jobs, list) else documents[0], IdMaker().many())
+    specs = model.parse_jobs(documents if isinstance(jobs, list) else documents[0], IdMaker().many(), _read_text)
     stamped = [spec.document for spec in specs] if isinstance(jobs, list) else specs[0].document
     target.publish(target.incoming, f"{specs[0].id}.json", orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE))
     return [spec.id for spec in specs]
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
 
 
 def command_job(argv: Sequence[str], *, name: str | None = None, cores: int | None = None,
@@ -56,9 +63,25 @@ def status(spool: str | os.PathLike[str], ref: str) -> list[StatusDoc]:
     """The status documents of job `ref` (an id, or a name that may belong to several jobs)."""
     target = Spool.existing(spool)
     if is_job_id(ref):
-        document = target.read_status(ref)
+        document = target.read_status(ref) or _unstarted_iteration(target, ref)
         return [document] if document else []
     return [doc for doc in _all_status(target) if doc.get("name") == ref]
+
+
+def _unstarted_iteration(target: Spool, job_id: str) -> StatusDoc | None:
+    """An iteration of a sweep that never started has no status file: its sweep's file speaks for it."""
+    sweep_id, dot, index = job_id.partition(".")
+    sweep = target.read_status(sweep_id) if dot else None
+    if not sweep or int(index) >= sweep.get("sweep", {}).get("total", 0):
+        return None
+    canceled = sweep["state"] == "CANCELED"
+    return {
+        "version": sweep.get("version"), "id": job_id, "name": None,
+        "state": "CANCELED" if canceled else "QUEUED",
+        "reason": "canceled with its sweep before it started" if canceled else "not started yet",
+        "submit_time": sweep.get("submit_time"), "end_time": sweep.get("end_time") if canceled else None,
+        "iteration": {"sweep": sweep_id, "index": int(index)}, "submission": sweep.get("submission"),
+    }
 
 
 def list_jobs(spool: str | os.PathLike[str], states: Iterable[str] = ()) -> list[StatusDoc]:
@@ -136,6 +159,7 @@ def wait(
         # One look per round that asks the file server, not this node's cache: on NFS a status file
         # written on the manager's node can otherwise stay missing or old here for 30-60 s.
         for job_id, current in sorted(target.read_statuses(pending_ids).items()):
+            current = current or _unstarted_iteration(target, job_id)
             if current and current.get("state") in FINAL:
                 final[job_id] = current
                 pending_ids.discard(job_id)

@@ -61,7 +61,8 @@ class Intake:
 
     def submissions(self, now: float, scan: bool, known_ids: Container[str], limit: int) -> list[Submission]:
         """Claim and validate up to `limit` new files (if `scan`), and retry the torn ones."""
-        names = list(self._torn)
+        # Torn files are read again at every step; files the spool could not take (size -1) after the grace.
+        names = [name for name, (seen, size) in self._torn.items() if size >= 0 or now >= seen + self._torn_grace]
         if scan:
             names += self._claim_new(self._spool.incoming, limit)
         accepted: list[Submission] = []
@@ -140,15 +141,29 @@ class Intake:
                 self._spool.reject(path, name, f"duplicate: a submission named {name} was already accepted; "
                                    "use a new file name for a new submission", receipt=False)
                 return None
-            specs = model.parse_jobs(document, self._ids)
+            specs = model.parse_jobs(document, self._ids, self._spool.read_parameter_file)
             _check_ids(specs, known_ids, batch_ids)
         except (Unsafe, InvalidJob) as error:
+            try:
+                self._spool.reject(path, name, str(error))
+            except OSError as failure:
+                return self._retry_later(name, now, "reject", failure)
             self._torn.pop(name, None)  # settled: never read (and rejected) again
-            self._spool.reject(path, name, str(error))
             return None
         stamped = [spec.document for spec in specs] if isinstance(document, list) else specs[0].document
-        self._spool.accept(path, name, orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE))
+        try:
+            self._spool.accept(path, name, orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE))
+        except OSError as failure:
+            return self._retry_later(name, now, "accept", failure)
         return Submission(name, specs)
+
+    def _retry_later(self, name: str, now: float, what: str, failure: OSError) -> None:
+        """The spool cannot be written (disk full, quota, I/O error): the file stays in claimed/ and is
+        read again after the grace period, as a torn file is; nothing is accepted or lost meanwhile."""
+        log.error("cannot %s %s: %s; it stays in %s and is tried again in %g s", what, name, failure.strerror,
+                  self._spool.claimed, self._torn_grace)
+        self._torn[name] = (now, -1)
+        return None
 
     def _read(self, name: str, path: Path, now: float) -> Any:
         if not is_submission_name(name):

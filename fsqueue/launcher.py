@@ -15,7 +15,7 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,6 +60,7 @@ class Launcher(Protocol):
     def start(self, launch: Launch) -> float: ...  # the wall time the job started
     def reap(self) -> list[Exit]: ...
     def signal(self, job_id: str, signum: int) -> None: ...
+    def pid_of(self, job_id: str) -> int | None: ...  # the job's process (its group and session leader)
 
 
 class _Children:
@@ -121,6 +122,9 @@ class _Children:
         if pid is not None:
             _kill_group(pid, signum)
 
+    def pid_of(self, job_id: str) -> int | None:
+        return self._by_job.get(job_id)
+
 
 class LocalLauncher:
     """Jobs as child processes of this one, pinned to their cores where the cores are real."""
@@ -156,6 +160,9 @@ class LocalLauncher:
 
     def signal(self, job_id: str, signum: int) -> None:
         self._children.signal(job_id, signum)
+
+    def pid_of(self, job_id: str) -> int | None:
+        return self._children.pid_of(job_id)
 
 
 class SrunLauncher:
@@ -205,6 +212,64 @@ class SrunLauncher:
         # srun forwards SIGTERM to the step's tasks and ends the step after Slurm's KillWait;
         # SIGKILL ends srun itself, and slurmd then kills the orphaned step.
         self._children.signal(job_id, signum)
+
+    def pid_of(self, job_id: str) -> int | None:
+        return self._children.pid_of(job_id)
+
+
+# -- processes left by a manager that died ------------------------------------------------------------
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, /proc/PID/stat field 22), or None if it is gone.
+
+    With the boot id, this names one process for good: a pid alone can be reused by an unrelated one.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces or ')': split after the last one.
+    return int(text[text.rindex(b")") + 2 :].split()[19])
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def stop_orphans(groups: Iterable[tuple[int, int]], grace: float) -> list[int]:
+    """Stop the process groups a dead manager left running: (pid, start) of each leader, as recorded.
+
+    A group is signaled only while its leader is the very process recorded (same start time), so a
+    reused pid is never hit. SIGTERM to every group, up to `grace` seconds for them to go, then SIGKILL.
+    Returns the pids that were still running and were signaled.
+    """
+    alive = [pid for pid, start in groups if process_start(pid) == start]
+    for pid in alive:
+        _kill_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    waiting = list(alive)
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.02)  # not our children: there is nothing to wait on but their disappearance
+        waiting = [pid for pid in waiting if _group_alive(pid)]
+    for pid in waiting:
+        _kill_group(pid, signal.SIGKILL)
+    return alive
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def srun_argv(launch: Launch, srun: str = "srun", mem_per_cpu_mb: int | None = None) -> list[str]:

@@ -19,12 +19,15 @@ from typing import Any
 
 from fsqueue import model, scheduler
 from fsqueue.deps import After, Dependencies, Outcome
+from fsqueue.errors import JournalWriteError
 from fsqueue.intake import ControlRequest, Intake, Submission
 from fsqueue.joblog import JobLog, ends_attempt
-from fsqueue.launcher import Launch, LaunchError, Launcher, LocalLauncher
+from fsqueue.journal import Journal
+from fsqueue.launcher import Launch, LaunchError, Launcher, LocalLauncher, boot_id, process_start, stop_orphans
 from fsqueue.model import JobRecord, JobSpec, JobState, advance
 from fsqueue.resources import Allocation
 from fsqueue.spool import IdMaker, Spool, is_job_id, read_json
+from fsqueue.sweep_run import SweepRun
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,11 @@ MAX_LAUNCH_TRIES = 10
 WHY_NOT_SHOWN = 20  # queued jobs at the head of the queue whose status says why they wait
 FLUSH_BATCH = 128  # status files written per step while jobs run
 INFO_MIN_GAP = 0.5  # seconds: manager.json follows changes, but a busy manager does not rewrite it every step
+# Iterations of a sweep made ahead and queued: enough to fill every core twice over, few enough that a
+# sweep of 100,000 costs no more than its window.
+MIN_SWEEP_WINDOW = 64
+# After the spool refused a write (disk full, quota, I/O error), wait this long before trying again.
+WRITE_RETRY = 1.0
 
 
 class Phase(enum.StrEnum):
@@ -100,7 +108,10 @@ class Manager:
         self._deps = Dependencies(is_job_id)
         self._held: set[str] = set()  # queued jobs waiting for their dependencies
         self._queue_unsorted = False
-        self._admitted: dict[str, int] = {}  # admission order, to put jobs back in their place
+        self._admitted: dict[str, tuple[int, int]] = {}  # (admission, iteration), to put jobs back in their place
+        self._sweeps: dict[str, SweepRun] = {}  # every sweep known, for its status file
+        self._feeding: dict[str, None] = {}  # sweeps with iterations still to make, in admission order
+        self._sweep_window = max(MIN_SWEEP_WINDOW, 2 * allocation.total_cores)
         self._backoff: dict[str, float] = {}  # job id -> monotonic time its next launch try may start
         self._node_failures: dict[str, int] = {}  # consecutive launch failures naming each node
         self._excluded: dict[str, str] = {}  # nodes taken out of the pool, with why
@@ -118,32 +129,124 @@ class Manager:
         self._started: float | None = None
         self.on_change: Callable[[JobRecord], None] | None = None
         self.joblog = JobLog(spool.joblog)  # one line per ended attempt; opens nothing until the first
+        self.journal: Journal | None = None  # opened by recover()
+        self._writes_blocked_until = float("-inf")  # after the spool refused a write: no launch, no status write
+        self._boot_id = boot_id()
 
     # -- start-up ----------------------------------------------------------------------------------
     def recover(self, now: Now) -> None:
         """Take up the spool as a previous manager left it: accepted jobs that have not finished are queued."""
         self._started = now.wall
+        journaled = self._open_journal(now)
+        self._stop_orphans(journaled)
         unfinished = []
+        sweeps = []
         for name in self.spool.scan(self.spool.accepted).candidates:
             document = read_json(self.spool.accepted / name, fresh=False)  # the scan revalidated accepted/
             specs = model.accepted_specs(document)
             statuses = self.spool.read_statuses(spec.id for spec in specs)  # one revalidation per file
             for spec in specs:
-                status = statuses[spec.id] or {}
+                status = _newer(statuses[spec.id], journaled.get(spec.id)) or {}
                 state = JobState(status["state"]) if status.get("state") in JobState.__members__ else None
                 if state is not None and state.is_final:
+                    if status is not statuses[spec.id]:
+                        self._repair_status(spec, name, statuses[spec.id], status)
                     self._finished_ids.add(spec.id)
-                    self.counts[state] += 1
+                    if spec.sweep is None:
+                        self.counts[state] += 1
                     self._deps.known(spec.id, spec.name, ended=state)
+                elif spec.sweep is not None:
+                    sweeps.append((spec, name, status, state))
                 else:
                     unfinished.append((spec, name, status, state))
+        iterations = self._iteration_statuses({spec.id: (spec, name) for spec, name, *_ in sweeps}, journaled)
         # Finished jobs first, so that a dependency on one of them is judged as met or not at once.
+        for spec, name, status, state in sweeps:
+            self._recover_sweep(spec, name, status, state, iterations.get(spec.id, {}), now)
         for spec, name, status, state in unfinished:
             self._recover_job(spec, name, status, state, now)
         self._intake.adopt(self._intake.leftovers())
+        # One record per job from here on, so that the journal does not grow over the spool's lifetime;
+        # what recovery changed (jobs queued again) is pending and follows at the next sync.
+        assert self.journal is not None
+        self.journal.compact(journaled.values(), now=now.wall)
+
+    def _open_journal(self, now: Now) -> dict[str, dict[str, Any]]:
+        """Open the journal and fold it into the last record of each job."""
+        self.journal, replay = Journal.open(self.spool.journal, now=now.wall)
+        if replay.torn_bytes:
+            log.warning("journal %s: dropped a torn last record (%d bytes), written when the manager died",
+                        self.spool.journal, replay.torn_bytes)
+        if replay.corrupt_lines:
+            log.error("journal %s: skipped unreadable lines %s; status files stand in for those records",
+                      self.spool.journal, ", ".join(map(str, replay.corrupt_lines[:10])))
+        latest: dict[str, dict[str, Any]] = {}
+        for record in replay.records:
+            job_id = record.get("id")
+            if isinstance(job_id, str) and is_job_id(job_id):
+                latest[job_id] = {**latest[job_id], **record} if job_id in latest else record
+        return latest
+
+    def _stop_orphans(self, journaled: Mapping[str, Mapping[str, Any]]) -> None:
+        """Jobs the last manager on this machine left running are stopped, then run again (docs/reliability.md)."""
+        groups = [(entry["pid"], entry["pid_start"]) for entry in journaled.values()
+                  if entry.get("state") == JobState.RUNNING and entry.get("pid") and entry.get("boot") == self._boot_id
+                  and entry.get("host") == self.identity.get("host")]
+        stopped = stop_orphans(groups, self.settings.grace)
+        if stopped:
+            log.warning("stopped %d job processes left running by the previous manager: %s", len(stopped),
+                        " ".join(map(str, stopped[:20])))
+
+    def _iteration_statuses(self, sweeps: Mapping[str, tuple[JobSpec, str]], journaled: Mapping[str, dict[str, Any]],
+                            ) -> dict[str, dict[int, Mapping[str, Any]]]:
+        """Sweep id -> iteration index -> last known status, for the sweeps that were running (one listing)."""
+        if not sweeps:
+            return {}
+        wanted = set(sweeps)
+        ids = {job_id for job_id in self.spool.status_ids() if job_id.partition(".")[0] in wanted and "." in job_id}
+        ids.update(job_id for job_id in journaled if "." in job_id and job_id.partition(".")[0] in wanted)
+        found: dict[str, dict[int, Mapping[str, Any]]] = collections.defaultdict(dict)
+        for job_id, status in self.spool.read_statuses(ids).items():
+            sweep_id, _, index = job_id.partition(".")
+            latest = _newer(status, journaled.get(job_id))
+            if latest is None:
+                continue
+            found[sweep_id][int(index)] = latest
+            if latest is not status and latest.get("state") in JobState.__members__ and JobState(latest["state"]).is_final:
+                spec, submission = sweeps[sweep_id]
+                self._repair_status(model.iteration_spec(spec, int(index)), submission, status, latest)
+        return found
+
+    def _repair_status(self, spec: JobSpec, submission: str, status: Mapping[str, Any] | None,
+                       journaled: Mapping[str, Any]) -> None:
+        """The manager died between journaling a job's end and writing its status file: write it now."""
+        base = status or model.status_document(self._new_record(spec, submission, journaled.get("submit_time") or 0),
+                                               self.identity)
+        self.spool.write_status(spec.id, {**base, **{key: journaled[key] for key in _JOURNALED if key in journaled}})
+
+    def _recover_sweep(self, spec: JobSpec, submission: str, status: dict[str, Any], state: JobState | None,
+                       iterations: dict[int, dict[str, Any]], now: Now) -> None:
+        ended = {index: doc["state"] for index, doc in iterations.items()
+                 if doc.get("state") in JobState.__members__ and JobState(doc["state"]).is_final}
+        resume = {index: doc for index, doc in iterations.items() if index not in ended and index < len(spec.sweep)}
+        record = dataclasses.replace(self._new_record(spec, submission, status.get("submit_time") or now.wall),
+                                     state=state, seq=status.get("seq", 0), start_time=status.get("start_time"))
+        self._start_sweep(record, SweepRun.start(spec.id, len(spec.sweep), ended, resume), now)
 
     def _recover_job(self, spec: JobSpec, submission: str, status: dict[str, Any], state: JobState | None,
                      now: Now) -> None:
+        self._set(self._restored(spec, submission, status, state, now))
+        reason = scheduler.never_fits(_request(spec), self._capacity, self._gpu_capacity)
+        if reason:
+            # Accepted under a larger allocation: it stays queued in the spool for one that can hold it,
+            # and does not keep a draining manager waiting.
+            self._explain(spec.id, f"does not fit this allocation ({reason}); waits for a larger one")
+            return
+        self._enqueue(self.records[spec.id], now)
+
+    def _restored(self, spec: JobSpec, submission: str, status: Mapping[str, Any], state: JobState | None,
+                  now: Now) -> JobRecord:
+        """A job as its status file left it, queued again: a job that was running runs again."""
         # Restoring what the status file says, not a transition: the transition comes next.
         record = dataclasses.replace(
             self._new_record(spec, submission, status.get("submit_time") or now.wall),
@@ -161,14 +264,7 @@ class Manager:
             self.joblog.attempt_ended(record, previous=ran)
         elif state is None:
             record = advance(record, JobState.QUEUED)
-        self._set(record)
-        reason = scheduler.never_fits(_request(spec), self._capacity, self._gpu_capacity)
-        if reason:
-            # Accepted under a larger allocation: it stays queued in the spool for one that can hold it,
-            # and does not keep a draining manager waiting.
-            self._explain(spec.id, f"does not fit this allocation ({reason}); waits for a larger one")
-            return
-        self._enqueue(record, now)
+        return record
 
     # -- one step ----------------------------------------------------------------------------------
     def step(self, now: Now, woken_by_event: bool = False) -> None:
@@ -189,6 +285,8 @@ class Manager:
                 self._control(request, now)
         self._reap(now)
         self._requeue_after_backoff(now)
+        if self._feeding and self.phase in (Phase.SERVING, Phase.DRAINING):
+            self._feed_sweeps(now)
         if self.phase in (Phase.SERVING, Phase.DRAINING) and self._plan_needed:
             self._schedule(now)
         self._escalate(now)
@@ -216,7 +314,7 @@ class Manager:
         if self.phase == Phase.DRAINING:
             # Jobs held by dependencies that nothing in this spool can meet any more do not keep it open.
             return (not self._queue and not self._backoff and not self._running and self._idle_scans >= 1
-                    and self._intake.next_retry() is None)
+                    and not self._feeding and self._intake.next_retry() is None)
         return False
 
     def stop(self, why: str, now: Now) -> None:
@@ -227,8 +325,9 @@ class Manager:
         self.phase = Phase.STOPPING
         self._info_changed = True
         deadline = now.mono + self.settings.grace
-        for job_id in sorted(self._running):
-            self._terminate(job_id, JobState.CANCELED, f"stopped by manager shutdown ({why})", deadline)
+        for job_id in sorted(self._running - self._stop_reason.keys()):  # a cancel under way stays a cancel
+            # Interrupted, not canceled: the job runs again under the next manager (an allocation ends).
+            self._terminate(job_id, JobState.QUEUED, f"interrupted when its manager stopped ({why})", deadline)
 
     def drain(self) -> None:
         if self.phase == Phase.SERVING:
@@ -244,6 +343,8 @@ class Manager:
             reason = scheduler.never_fits(request, self._capacity, self._gpu_capacity)
             if reason:
                 self._set(advance(record, JobState.REJECTED, reason=reason, end_time=now.wall))
+            elif spec.sweep is not None:
+                self._start_sweep(advance(record, JobState.QUEUED), SweepRun.start(spec.id, len(spec.sweep)), now)
             else:
                 record = advance(record, JobState.QUEUED)
                 self._set(record)
@@ -263,11 +364,83 @@ class Manager:
             stderr=_absolute(spec.stderr, spec.wd) if spec.stderr else str(self.spool.default_output(spec.id, "stderr")),
         )
 
+    # -- sweeps ----------------------------------------------------------------------------------------
+    def _start_sweep(self, record: JobRecord, run: SweepRun, now: Now) -> None:
+        """A sweep is one record and a counter; its iterations are made as the queue needs them."""
+        sweep_id = record.spec.id
+        self._sweeps[sweep_id] = run
+        self._admitted[sweep_id] = (len(self._admitted), 0)
+        self.counts[JobState.QUEUED] += run.unmade  # each iteration counts as a job, made or not
+        self._set(record)
+        self._deps.known(sweep_id, record.spec.name)
+        if run.finished:  # every iteration ended before a restart, but the sweep's own end was not recorded
+            self._end_sweep(run, now.wall)
+        elif run.unmade:
+            self._feeding[sweep_id] = None
+        if sweep_id in self._canceled_early:
+            self._canceled_early.discard(sweep_id)
+            self._cancel(sweep_id, now)
+
+    def _feed_sweeps(self, now: Now) -> None:
+        for sweep_id in list(self._feeding):
+            run = self._sweeps[sweep_id]
+            sweep = self.records[sweep_id]
+            for index in run.take(self._sweep_window):
+                spec = model.iteration_spec(sweep.spec, index)
+                self.counts[JobState.QUEUED] -= 1  # it was counted with the sweep; _set counts it now
+                resumed = run.resume.pop(index, None)
+                if resumed is None:
+                    record = advance(self._new_record(spec, sweep.submission, sweep.submit_time), JobState.QUEUED)
+                else:
+                    state = resumed.get("state")
+                    record = self._restored(spec, sweep.submission, resumed,
+                                            JobState(state) if state in JobState.__members__ else None, now)
+                self._admitted[spec.id] = (self._admitted[sweep_id][0], index)
+                self._set(record)
+                self._enqueue(record, now)
+                if spec.id in self._canceled_early:
+                    self._canceled_early.discard(spec.id)
+                    self._cancel(spec.id, now)
+            if not run.unmade:
+                del self._feeding[sweep_id]
+
+    def _iteration_changed(self, old: JobState | None, record: JobRecord, wall: float) -> None:
+        sweep_id = record.spec.iteration[0] if record.spec.iteration else ""
+        run = self._sweeps.get(sweep_id)
+        if run is None or record.state is None or old == record.state:
+            return
+        run.changed(record.spec.id, old, record.state)
+        sweep = self.records[sweep_id]
+        if record.state == JobState.RUNNING and sweep.state == JobState.QUEUED:
+            self._set(advance(sweep, JobState.RUNNING, start_time=record.start_time))
+        else:
+            self._dirty.setdefault(sweep_id, None)  # its counts changed
+        if record.state.is_final and run.finished:
+            self._end_sweep(run, wall)
+
+    def _end_sweep(self, run: SweepRun, wall: float) -> None:
+        self._feeding.pop(run.sweep_id, None)
+        state, reason = run.outcome()
+        self._set(advance(self.records[run.sweep_id], state, reason=reason, end_time=wall))
+
+    def _cancel_sweep(self, run: SweepRun, now: Now) -> None:
+        if run.canceled:
+            return
+        never_made = run.cancel()
+        self._feeding.pop(run.sweep_id, None)
+        self.counts[JobState.QUEUED] -= never_made
+        self.counts[JobState.CANCELED] += never_made
+        self._dirty.setdefault(run.sweep_id, None)
+        for job_id in sorted(run.live):
+            self._cancel(job_id, now)
+        if run.finished and not self.records[run.sweep_id].state.is_final:
+            self._end_sweep(run, now.wall)
+
     # -- the ready queue and dependencies -------------------------------------------------------------
     def _enqueue(self, record: JobRecord, now: Now) -> None:
         """A queued job waits for its dependencies, then joins the ready queue."""
         spec = record.spec
-        self._admitted[spec.id] = len(self._admitted)
+        self._admitted.setdefault(spec.id, (len(self._admitted), 0))
         self._held.add(spec.id)
         self._apply(self._deps.add(spec.id, spec.name, [After(ref, when) for ref, when in spec.after]), now.wall)
         if spec.id in self._held:
@@ -291,9 +464,9 @@ class Manager:
         self._queue[job_id] = _request(self.records[job_id].spec)
         self._plan_needed = True
 
-    def _order(self, job_id: str) -> tuple[int, int]:
+    def _order(self, job_id: str) -> tuple[int, int, int]:
         """Higher priority first; first come, first served within a priority."""
-        return (-self.records[job_id].spec.priority, self._admitted[job_id])
+        return (-self.records[job_id].spec.priority, *self._admitted[job_id])
 
     def _explain(self, job_id: str, reason: str | None) -> None:
         record = self.records[job_id]
@@ -316,7 +489,9 @@ class Manager:
             self._canceled_early.add(job_id)
         if record is None or record.state is None or record.state.is_final:
             return
-        if record.state == JobState.QUEUED:
+        if record.spec.sweep is not None:
+            self._cancel_sweep(self._sweeps[job_id], now)
+        elif record.state == JobState.QUEUED:
             self._queue.pop(job_id, None)
             self._backoff.pop(job_id, None)
             if job_id in self._held:
@@ -357,6 +532,11 @@ class Manager:
                 continue
             for node in record.placement.nodes if record.placement else ():
                 self._node_failures.pop(node, None)
+            if stopped and stopped[0] == JobState.QUEUED:
+                self._set(advance(record, JobState.QUEUED, attempt=record.attempt + 1, reason=stopped[1],
+                                  placement=None, exit_code=exit.exit_code, signal=exit.signal, usage=exit.usage,
+                                  end_time=exit.ended_at if exit.ended_at is not None else now.wall))
+                continue
             if stopped:
                 state, reason = stopped
             elif exit.exit_code == 0:
@@ -442,6 +622,9 @@ class Manager:
         for job_id in plan.overtaken:
             request = self._queue[job_id]
             self._queue[job_id] = dataclasses.replace(request, overtaken=request.overtaken + 1)
+        if plan.placements and not self._journal_launches(plan.placements, now):
+            self._plan_needed = True  # nothing started: plan again once the journal can be written
+            return
         for job_id, placement in plan.placements:
             self._launch(self.records[job_id], placement, now)
         # Why the first few still wait, when it is not plain waiting in line for busy cores (that
@@ -452,6 +635,28 @@ class Manager:
             short_of_time = time_left is not None and (request.walltime or 0) > time_left
             if spare or plan.reservations or job_id in plan.overtaken or short_of_time:
                 self._explain(job_id, scheduler.why_waiting(request, plan, time_left))
+
+    def _journal_launches(self, placements: Any, now: Now) -> bool:
+        """Journal before act: a job is recorded as starting, durably, before its process exists."""
+        assert self.journal is not None
+        for job_id, placement in placements:
+            record = self.records[job_id]
+            self.journal.append({"id": job_id, "state": JobState.RUNNING, "seq": record.seq + 1,
+                                 "attempt": record.attempt, "cores": {n: list(c) for n, c in placement.cores}})
+        return self._sync_journal(now)
+
+    def _sync_journal(self, now: Now) -> bool:
+        if self.journal is None or not self.journal.pending:
+            return True
+        if now.mono < self._writes_blocked_until:
+            return False
+        try:
+            self.journal.sync()
+        except JournalWriteError as error:
+            log.error("%s; no job is started and no status file written until it can be", error)
+            self._writes_blocked_until = now.mono + WRITE_RETRY
+            return False
+        return True
 
     def _launch(self, record: JobRecord, placement: model.Placement, now: Now) -> None:
         job_id = record.spec.id
@@ -490,6 +695,8 @@ class Manager:
             FSQ_TASKS_PER_NODE=str(spec.tasks_per_node),
             FSQ_GPUS=" ".join(f"{node}:{','.join(gpus)}" for node, gpus in placement.gpus),
         )
+        if spec.iteration is not None:
+            env["FSQ_SWEEP_ID"], env["FSQ_ITERATION"] = spec.iteration[0], str(spec.iteration[1])
         if placement.gpus and len(placement.cores) == 1:
             # The ids of the job's node; under Slurm, srun's GPU plugin sets the step's own in its place.
             env["CUDA_VISIBLE_DEVICES"] = ",".join(placement.gpus[0][1])
@@ -504,12 +711,21 @@ class Manager:
     # -- records -----------------------------------------------------------------------------------
     def _set(self, record: JobRecord) -> None:
         old = self.records.get(record.spec.id)
-        if old is not None and old.state is not None:
-            self.counts[old.state] -= 1
-        self.counts[record.state] += 1
         self.records[record.spec.id] = record
         self._dirty.setdefault(record.spec.id, None)
         self._info_changed = True
+        newly_final = record.state.is_final and (old is None or old.state is None or not old.state.is_final)
+        if self.journal is not None and (old is None or old.state != record.state or old.attempt != record.attempt):
+            self.journal.append(self._journal_entry(record))
+        if record.spec.sweep is not None:  # its iterations are the jobs that count, run and log
+            if newly_final:
+                self._apply(self._deps.ended(record.spec.id, record.state), record.end_time or record.submit_time)
+            return
+        if old is not None and old.state is not None:
+            self.counts[old.state] -= 1
+        self.counts[record.state] += 1
+        if record.state.is_final:
+            self._admitted.pop(record.spec.id, None)
         if record.state == JobState.RUNNING:
             self._running.add(record.spec.id)
         else:
@@ -518,29 +734,80 @@ class Manager:
             self.on_change(record)
         if ends_attempt(old.state if old else None, record.state):
             self.joblog.attempt_ended(record, previous=old)
-        if record.state.is_final and (old is None or old.state is None or not old.state.is_final):
-            ended_at = record.end_time if record.end_time is not None else record.submit_time
+        ended_at = record.end_time if record.end_time is not None else record.submit_time
+        if newly_final:
             self._apply(self._deps.ended(record.spec.id, record.state), ended_at)
+        if record.spec.iteration is not None:
+            self._iteration_changed(old.state if old else None, record, ended_at)
+
+    def _journal_entry(self, record: JobRecord) -> dict[str, Any]:
+        """What recovery needs of a job, in the keys of its status file (docs/reliability.md)."""
+        entry: dict[str, Any] = {
+            "id": record.spec.id, "state": record.state, "seq": record.seq, "attempt": record.attempt,
+            "launch_failures": record.launch_failures, "submit_time": record.submit_time,
+            "start_time": record.start_time, "end_time": record.end_time,
+        }
+        if record.state.is_final:
+            entry.update(exit_code=record.exit_code, signal=record.signal, reason=record.reason)
+        elif record.state == JobState.RUNNING and record.placement is not None:
+            pid = self.launcher.pid_of(record.spec.id)
+            entry.update(cores={node: list(cores) for node, cores in record.placement.cores}, pid=pid,
+                         pid_start=process_start(pid) if pid else None, host=self.identity.get("host"),
+                         boot=self._boot_id)
+        return entry
 
     def _flush(self, now: Now, force: bool = False) -> None:
+        # The journal first: a status file never says more than the journal a restart would read.
+        if not self._sync_journal(now):
+            if now.mono >= self._next_info_due():
+                self._write_info_safely(now)
+            return
         if self._dirty and (force or now.mono >= self._next_flush):
             self._next_flush = now.mono + self.settings.flush_window
             # While jobs run, write a bounded batch per step, oldest change first, so that a bulk
             # submission's thousands of QUEUED files do not keep finished jobs' cores idle.
             batch = len(self._dirty) if force or not self._running else FLUSH_BATCH
-            for job_id in list(itertools.islice(self._dirty, batch)):
-                del self._dirty[job_id]
-                self.spool.write_status(job_id, model.status_document(self.records[job_id], self.identity))
-            if self._dirty:
-                self._next_flush = now.mono  # more to write: the next step, not the next window
-            self.joblog.flush()
+            try:
+                for job_id in list(itertools.islice(self._dirty, batch)):
+                    self._write_status(self.records[job_id])
+                    del self._dirty[job_id]
+                self.joblog.flush()
+            except OSError as error:
+                log.error("cannot write to the spool: %s; trying again in %g s", error, WRITE_RETRY)
+                self._next_flush = now.mono + WRITE_RETRY
+            else:
+                if self._dirty:
+                    self._next_flush = now.mono  # more to write: the next step, not the next window
         if now.mono >= self._next_info_due():
+            self._write_info_safely(now)
+
+    def _write_info_safely(self, now: Now) -> None:
+        try:
             self.write_info(now)
+        except OSError as error:
+            log.error("cannot write %s: %s", self.spool.manager_file, error)
+            self._last_info = now.mono  # the heartbeat's own rhythm: not every step
+
+    def _write_status(self, record: JobRecord) -> None:
+        spec = record.spec
+        if spec.iteration is not None:
+            if record.state == JobState.QUEUED and record.reason is None:
+                return  # made but not started, nothing to say: the sweep's counts say it (docs/spool.md)
+            if record.state.is_final:
+                del self.records[spec.id]  # written for the last time: the sweep's counts remember it
+        run = self._sweeps.get(spec.id) if spec.sweep is not None else None
+        self.spool.write_status(spec.id, model.status_document(record, self.identity, run.view() if run else None))
 
     def finish(self, now: Now) -> None:
+        self._writes_blocked_until = float("-inf")  # a last try, whatever the back-off says
         self._flush(now, force=True)
         self.joblog.close()
-        self.write_info(now)
+        if self.journal is not None:
+            try:
+                self.journal.close()
+            except JournalWriteError as error:
+                log.error("%s", error)
+        self._write_info_safely(now)
 
     def _next_info_due(self) -> float:
         """manager.json is rewritten every heartbeat, and sooner after a change, but at most every INFO_MIN_GAP."""
@@ -576,10 +843,27 @@ class Manager:
         deadlines += [d for d in self._kill_at.values() if d != float("inf")]
         deadlines += self._walltime_at.values()
         deadlines += self._backoff.values()
+        if self._writes_blocked_until > now.mono:
+            deadlines.append(self._writes_blocked_until)
         retry = self._intake.next_retry()
         if retry is not None:
             deadlines.append(min(retry, now.mono + self.settings.poll))
         return min(deadlines)
+
+
+# The fields of a journal entry that are also fields of the status file (Manager._journal_entry).
+_JOURNALED = ("state", "seq", "attempt", "launch_failures", "submit_time", "start_time", "end_time", "exit_code",
+              "signal", "reason", "cores")
+
+
+def _newer(status: Mapping[str, Any] | None, journaled: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """What recovery believes about a job: the journal when it knows the job, whatever a status file says.
+
+    Status files are written after the journal and are a view: a job (which runs as the spool's user)
+    can overwrite one, the journal is only the manager's. A status file speaks only for a job the
+    journal never saw, in a spool written before there was a journal.
+    """
+    return journaled if journaled is not None else status
 
 
 def _request(spec: JobSpec) -> scheduler.Request:

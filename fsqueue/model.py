@@ -10,15 +10,18 @@ import dataclasses
 import enum
 import functools
 import importlib.resources
+import posixpath
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 import orjson
 
+from fsqueue import sweep as sweeps
 from fsqueue.errors import InvalidJob
+from fsqueue.sweep import Sweep
 
 FORMAT_VERSION = 1
 MAX_JOBS_PER_FILE = 100_000
@@ -118,6 +121,8 @@ class JobSpec:
     priority: int = 0
     walltime: float | None = None  # seconds
     retries: int = 0
+    sweep: Sweep | None = None  # a template: the manager runs its iterations, not the job itself
+    iteration: tuple[str, int] | None = None  # (sweep id, 0-based index) of one iteration of a sweep
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -188,11 +193,12 @@ def annotate(record: JobRecord, **changes: Any) -> JobRecord:
     return dataclasses.replace(record, seq=record.seq + 1, **changes)
 
 
-def status_document(record: JobRecord, manager: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON a status file holds (docs/spool.md, "Status files")."""
+def status_document(record: JobRecord, manager: Mapping[str, Any] | None = None,
+                    sweep: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON a status file holds (docs/spool.md, "Status files"); `sweep` is a sweep's progress."""
     placement = record.placement
     usage = record.usage
-    return {
+    document = {
         "version": FORMAT_VERSION,
         "id": record.spec.id,
         "name": record.spec.name,
@@ -218,6 +224,12 @@ def status_document(record: JobRecord, manager: Mapping[str, Any] | None = None)
         "submission": record.submission,
         "manager": dict(manager) if manager else None,
     }
+    if sweep is not None:
+        document["sweep"] = dict(sweep)
+    if record.spec.iteration is not None:
+        sweep_id, index = record.spec.iteration
+        document["iteration"] = {"sweep": sweep_id, "index": index}
+    return document
 
 
 def _resources_json(spec: JobSpec) -> dict[str, Any]:
@@ -246,11 +258,13 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(job_schema())
 
 
-def parse_jobs(document: Any, ids: Iterator[str]) -> list[JobSpec]:
+def parse_jobs(document: Any, ids: Iterator[str], read_text: Callable[[str], str] | None = None) -> list[JobSpec]:
     """Validate a parsed submission (one job or a list) and give each job without an id the next of `ids`.
 
     Raises InvalidJob naming every field at fault (up to MAX_ERRORS_SHOWN), e.g.
-    `jobs[3].resources.cores.min: must be >= 1, got 0`.
+    `jobs[3].resources.cores.min: must be >= 1, got 0`. A sweep's parameter file is read with
+    `read_text(path)` (path as written, relative to the job's wd) into the sweep's values, so that the
+    accepted job holds what ran; without `read_text` such a job is refused.
     """
     if isinstance(document, list):
         if not document:
@@ -266,6 +280,8 @@ def parse_jobs(document: Any, ids: Iterator[str]) -> list[JobSpec]:
     specs: list[JobSpec] = []
     for prefix, job in items:
         problems = job_problems(job)
+        if not problems and "file" in job.get("sweep", {}):
+            job, problems = _read_parameter_file(job, read_text)
         if problems:
             errors.extend(prefix + problem for problem in problems)
             if len(errors) > MAX_ERRORS_SHOWN:  # one more than shown, so that "and more" is said
@@ -277,6 +293,30 @@ def parse_jobs(document: Any, ids: Iterator[str]) -> list[JobSpec]:
         more = f" (and more; first {MAX_ERRORS_SHOWN} shown)" if len(errors) > MAX_ERRORS_SHOWN else ""
         raise InvalidJob(shown + more)
     return specs
+
+
+def _read_parameter_file(job: dict[str, Any], read_text: Callable[[str], str] | None) -> tuple[dict[str, Any], list[str]]:
+    given = job["sweep"]["file"]
+    if read_text is None:
+        return job, ["sweep.file: parameter files are read by fsq submit or the manager, not here"]
+    path = posixpath.join(job.get("wd") or "", given)  # an absolute `given` stays as it is
+    try:
+        values = sweeps.values_from_lines(read_text(path), job["sweep"].get("header", False))
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        return job, [f"sweep.file: cannot use {path}: {why}"]
+    if not values:
+        return job, [f"sweep.file: {path} has no iterations (blank lines and # comments are skipped)"]
+    problems = sweeps.problems({"values": values})
+    return {**job, "sweep": {"values": values}}, problems
+
+
+def iteration_spec(spec: JobSpec, index: int) -> JobSpec:
+    """Iteration `index` of a sweep, as a job of its own with the id SWEEP_ID.INDEX."""
+    assert spec.sweep is not None
+    job_id = f"{spec.id}.{index}"
+    document = sweeps.iteration_document(spec.document, job_id, spec.sweep.variables(index))
+    return dataclasses.replace(_build_spec(document, iter(())), iteration=(spec.id, index))
 
 
 def accepted_specs(document: Any) -> list[JobSpec]:
@@ -312,6 +352,8 @@ def _semantic_problems(job: Mapping[str, Any]) -> list[str]:
             problems.append(f"env.{key}: not a valid variable name")
         elif key.startswith("FSQ_"):
             problems.append(f"env.{key}: names starting with FSQ_ are set by fsqueue")
+    if "sweep" in job:
+        problems.extend(sweeps.problems(job["sweep"]))
     if isinstance(job.get("walltime"), str) and parse_duration(job["walltime"]) <= 0:
         problems.append(f"walltime: must be more than 0 seconds, got {job['walltime']!r}")
     resources = job.get("resources", {})
@@ -370,6 +412,7 @@ def _build_spec(job: Mapping[str, Any], ids: Iterator[str]) -> JobSpec:
         priority=int(job.get("priority", 0)),
         walltime=parse_duration(job["walltime"]) if "walltime" in job else None,
         retries=int(job.get("retries", 0)),
+        sweep=Sweep.parse(job["sweep"]) if "sweep" in job else None,
     )
 
 
@@ -426,6 +469,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         "minLength": lambda: "must not be empty" if expected == 1 else f"must be at least {expected} characters",
         "maxLength": lambda: f"is {len(got)} characters long; at most {expected}",
         "maxItems": lambda: f"has {len(got)} items; at most {expected}",
+        "minItems": lambda: "must not be empty" if expected == 1 else f"needs at least {expected} items",
+        "minProperties": lambda: "must not be empty" if expected == 1 else f"needs at least {expected} entries",
         "maxProperties": lambda: f"has {len(got)} entries; at most {expected}",
         "const": lambda: f"must be {expected}, got {_show(got)}",
         "pattern": lambda: _PATTERN_WORDS.get(field, "does not have the expected form").format(_show(got)),
@@ -445,5 +490,6 @@ _PATTERN_WORDS = {
 
 def _type_words(expected: str | list[str]) -> str:
     names = [expected] if isinstance(expected, str) else expected
-    words = {"integer": "an integer", "object": "an object", "string": "a string", "array": "an array"}
+    words = {"integer": "an integer", "object": "an object", "string": "a string", "array": "an array",
+             "number": "a number"}
     return " or ".join(words.get(name, name) for name in names)

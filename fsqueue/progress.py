@@ -93,11 +93,14 @@ class RunSummary:
     spool: Path
 
     @classmethod
-    def of(cls, records: Iterable[JobRecord], elapsed: float, spool: Path) -> RunSummary:
+    def of(cls, records: Iterable[JobRecord], elapsed: float, spool: Path,
+           counts: Mapping[str, int] | None = None) -> RunSummary:
+        """`counts` per state when not every job has a record (a sweep's ended iterations have none)."""
         records = list(records)
-        counts = collections.Counter(str(record.state) for record in records)
+        if counts is None:
+            counts = collections.Counter(str(record.state) for record in records)
         failed = [record for record in records if record.state != JobState.SUCCEEDED]
-        return cls(dict(counts), elapsed, failed, spool)
+        return cls({str(state): n for state, n in counts.items() if n}, elapsed, failed, spool)
 
     @property
     def all_succeeded(self) -> bool:
@@ -109,7 +112,7 @@ class RunSummary:
         lines = [f"fsq: {total} jobs in {self.elapsed:.2f} s ({total / max(self.elapsed, 1e-9):.1f} jobs/s): {states}"]
         for record in self.failed[:10]:
             label = f"{record.spec.id} {record.spec.name or ''}".strip()
-            where = f" (stderr: {record.stderr})" if record.state == JobState.FAILED else ""
+            where = f" (stderr: {record.stderr})" if record.state == JobState.FAILED and not record.spec.sweep else ""
             lines.append(f"fsq:   {record.state} {label}: {record.reason or ''}{where}")
         if len(self.failed) > 10:
             lines.append(f"fsq:   ... and {len(self.failed) - 10} more: fsq list --spool {self.spool} --state FAILED")

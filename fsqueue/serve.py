@@ -17,7 +17,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from fsqueue.errors import ManagerBusy
+from fsqueue.errors import LeaseLost, ManagerBusy
+from fsqueue.lease import Lease, Owner
 from fsqueue.manager import Manager, Now, Phase
 from fsqueue.spool import Spool
 from fsqueue.watch import DirectoryWatch, Waker
@@ -57,19 +58,44 @@ def _busy_message(spool: Spool, info: Mapping[str, Any], now: float) -> str:
     )
 
 
+def take_lease(manager: Manager) -> Lease:
+    """The lease that keeps a second manager out on every node, where flock may not reach (rule R13)."""
+    owner = Owner.this_process(manager.identity.get("slurm_job_id"))
+    lease = Lease.acquire(manager.spool.manager_lease, owner, interval=manager.settings.heartbeat, now=time.time())
+    if lease.took_over:
+        log.warning("%s", lease.took_over)
+    return lease
+
+
 def run(manager: Manager, *, stop_signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
     """Serve until stopped (SIGTERM, SIGINT, `fsq shutdown`) or, in drain mode, until idle."""
     lock = claim_spool(manager.spool, manager.identity, time.time())
+    try:
+        lease = take_lease(manager)
+    except BaseException:
+        lock.release()
+        raise
     nodes = ", ".join(f"{node.name}:{node.cores}" for node in manager.allocation.nodes)
     log.info("serving %s with %d cores (%s), pid %d", manager.spool.root, manager.allocation.total_cores, nodes,
              os.getpid())
     try:
-        _serve(manager, stop_signals)
+        _serve(manager, stop_signals, lease)
     finally:
+        lease.release()
         lock.release()
 
 
-def _serve(manager: Manager, stop_signals: tuple[int, ...]) -> None:
+def _renew(manager: Manager, lease: Lease, now: Now) -> None:
+    try:
+        lease.renew()
+    except LeaseLost as error:
+        log.error("%s", error)
+        manager.stop("lost the manager lease", now)
+    except OSError as error:  # a full or failing filesystem: the holder keeps serving and tries again
+        log.error("cannot renew the manager lease %s: %s", lease.path, error)
+
+
+def _serve(manager: Manager, stop_signals: tuple[int, ...], lease: Lease) -> None:
     waker = Waker()
     watch = DirectoryWatch([manager.spool.incoming, manager.spool.control], waker) if manager.settings.watch else None
     received: list[int] = []
@@ -87,9 +113,13 @@ def _serve(manager: Manager, stop_signals: tuple[int, ...]) -> None:
             watch.start()
         manager.recover(_now())
         woken_by_event = True
+        renewed = time.monotonic()
         while True:
             if received and manager.phase != Phase.STOPPING:
                 manager.stop(signal.Signals(received[-1]).name, _now())
+            if time.monotonic() - renewed >= manager.settings.heartbeat:
+                renewed = time.monotonic()
+                _renew(manager, lease, _now())
             manager.step(_now(), woken_by_event)
             if manager.finished:
                 break

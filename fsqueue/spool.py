@@ -17,6 +17,8 @@ Layout under the spool root (all names are made by fsqueue or checked against on
     control/NAME.json         requests to the manager: cancel, shutdown (same publishing rules as incoming/)
     manager.json              the manager's heartbeat: who serves the spool and the counts per state
     joblog.tsv                one tab-separated line per ended attempt of a job (fsqueue.joblog), appended
+    journal.jsonl             the manager's own record of every transition, fsynced before it acts (fsqueue.journal)
+    manager.lease             who serves the spool, renewed every heartbeat (fsqueue.lease); works across nodes
     manager.lock              held (filelock) by the manager that serves the spool on this node
 
 Assumptions, from ../shared/research/shared-filesystems.md and docs/filesystems.md (measured on NFS by
@@ -27,6 +29,8 @@ a file that another node writes first revalidates its directory (revalidate(), r
 waits on exists(); flock may not work across nodes, so locks are a courtesy between cooperating writers
 on one node, never a correctness rule.
 Only the manager writes claimed/, accepted/, rejected/, receipts/, status/ and manager.json (R12).
+Permissions: private (0700) by default; group-shared (2750, files for readers 0640) when asked. Nobody
+but the owner may write into a spool, and the manager runs only files its own user wrote.
 """
 
 from __future__ import annotations
@@ -49,11 +53,17 @@ from fsqueue.errors import SpoolError
 ENV_VAR = "FSQ_SPOOL"
 MAX_SUBMISSION_BYTES = 16 * 1024 * 1024
 SPOOL_MODE = 0o700
+# A group-shared spool (Spool.create(group_shared=True), `--group-shared`): setgid, so that files keep
+# the spool's group; the group may enter and read, and only the owner writes. Never group-writable: a
+# member who could write into output/ or accepted/ could plant a link the manager writes through, or a
+# record it would run at its next start (docs/spool.md, "Permissions and group-shared spools").
+GROUP_SHARED_MODE = 0o2750
 
 # Job ids: 9 base32 characters of milliseconds since the epoch, then 7 of randomness (Crockford's
 # alphabet, lower case). Fixed width, so ids sort by creation time as plain strings.
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-JOB_ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{16}\Z")  # \Z: "$" also matches before a final "\n"
+# An iteration of a sweep is SWEEP_ID.INDEX (docs/job-format.md, "Sweeps").
+JOB_ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{16}(?:\.(?:0|[1-9][0-9]{0,6}))?\Z")  # \Z: "$" also matches before "\n"
 _TIME_DIGITS, _RANDOM_DIGITS = 9, 7
 
 # Names of submission and control files: a word character first, then a short run of safe characters.
@@ -106,7 +116,7 @@ class Listing:
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = False,
-                 sync_directory: bool = True) -> None:
+                 sync_directory: bool = True, mode: int = 0o600) -> None:
     """Replace `path` with `data` in one rename, so readers see the old or the new file, never a mix.
 
     String paths throughout: status files go through here at every transition of every job.
@@ -114,8 +124,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = F
     path = os.fspath(path)
     directory, name = os.path.split(path)
     tmp = f"{directory}/.{name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
+        if mode != 0o600:
+            os.fchmod(fd, mode)  # past the umask (a user's 077 would keep a group-shared spool unreadable)
         _write_all(fd, data)
         if durable:
             os.fsync(fd)
@@ -149,6 +161,15 @@ def revalidate(directory: Path) -> None:
         pass  # then the file is not there either; the caller's own open says so
 
 
+def _fchmod_nofollow(path: Path, mode: int, flags: int) -> None:
+    """chmod without following a link planted in place of `path` (Linux has no lchmod)."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(path: Path) -> None:
     # fsync(2): syncing a file does not sync its directory entry; a rename is durable only after this.
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -164,9 +185,14 @@ class Unsafe(Exception):
 
 @dataclass(frozen=True)
 class Spool:
-    """A spool directory: where each file lives, and the protocol's operations on them."""
+    """A spool directory: where each file lives, and the protocol's operations on them.
+
+    `group_shared`: the group may read what the manager writes for readers (status files, receipts,
+    manager.json: mode 0640 instead of 0600). Spool.create sets it when the group can enter the root.
+    """
 
     root: Path
+    group_shared: bool = False
 
     # -- layout ----------------------------------------------------------------------------
     @property
@@ -217,6 +243,14 @@ class Spool:
     def joblog(self) -> Path:
         return self.root / "joblog.tsv"
 
+    @property
+    def journal(self) -> Path:
+        return self.root / "journal.jsonl"
+
+    @property
+    def manager_lease(self) -> Path:
+        return self.root / "manager.lease"
+
     def status_path(self, job_id: str) -> Path:
         if not is_job_id(job_id):
             raise SpoolError(f"{job_id!r} is not a job id")
@@ -231,19 +265,36 @@ class Spool:
 
     # -- creation and checks ------------------------------------------------------------------
     @classmethod
-    def create(cls, root: str | os.PathLike[str]) -> Spool:
-        """Make the spool (private, 0700) or open an existing one, and check that it is ours."""
+    def create(cls, root: str | os.PathLike[str], group_shared: bool = False) -> Spool:
+        """Make the spool (private, 0700) or open an existing one, and check that it is ours.
+
+        `group_shared` makes the root and every directory 2750 (GROUP_SHARED_MODE), an existing
+        spool's too: this also takes write access away from a group that had it.
+        """
         path = Path(root).absolute()
         try:
             path.mkdir(mode=SPOOL_MODE, parents=True, exist_ok=True)
             cls(path).check_root()  # before making anything inside: the root may be a link elsewhere
             for name in _DIRS:
                 (path / name).mkdir(mode=SPOOL_MODE, exist_ok=True)
+            if group_shared:
+                cls(path)._share_with_group()
         except OSError as error:
             raise SpoolError(f"cannot create the spool ({path}): {error.strerror}") from error
-        spool = cls(path)
+        spool = cls(path, group_shared=cls(path).group_can_enter())
         spool.check()
         return spool
+
+    def _share_with_group(self) -> None:
+        self.check(allow_group_write=True)  # ours, no links, not world-writable: only then open it up
+        for path in self.directories():
+            _fchmod_nofollow(path, GROUP_SHARED_MODE, os.O_RDONLY | os.O_DIRECTORY)
+        # The manager creates the joblog 0600 (fsqueue.joblog); an existing one keeps its mode.
+        _fchmod_nofollow(self.joblog, 0o640, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK)
+
+    def directories(self) -> tuple[Path, ...]:
+        """The root and every directory fsqueue makes in it."""
+        return (self.root, *(self.root / name for name in _DIRS))
 
     @classmethod
     def existing(cls, root: str | os.PathLike[str]) -> Spool:
@@ -260,20 +311,39 @@ class Spool:
         if not stat.S_ISDIR(info.st_mode):
             raise SpoolError(f"{self.root} is not a directory (a link?): refusing to use this spool")
 
-    def check(self) -> None:
-        """Refuse a spool whose directories are links, are not ours, or that others could write into."""
+    def check(self, *, allow_group_write: bool = False) -> None:
+        """Refuse a spool whose directories are links, are not ours, or that others could write into.
+
+        `allow_group_write` lets a group-writable directory pass (never a world-writable one); only
+        for a caller that takes the group's write access away next (create with group_shared).
+        """
         uid = os.geteuid()
-        for path in (self.root, *(self.root / name for name in _DIRS)):
+        device = os.lstat(self.root).st_dev
+        for path in self.directories():
             info = os.lstat(path)
             if not stat.S_ISDIR(info.st_mode):
                 raise SpoolError(f"{path} is not a directory (a link?): refusing to use this spool")
+            if info.st_dev != device:
+                # rename(2) does not cross filesystems (EXDEV): nothing could be published or claimed.
+                raise SpoolError(f"{path} is on another filesystem than {self.root}; keep the whole spool on one "
+                                 f"filesystem, with nothing mounted inside it (`fsq doctor` shows what is where)")
             if info.st_uid != uid:
                 raise SpoolError(f"{path} belongs to uid {info.st_uid}, not to you ({uid}): refusing to use it")
             if info.st_mode & stat.S_IWOTH:
                 raise SpoolError(f"{path} is writable by everyone; run `chmod o-w {path}` first")
+            if info.st_mode & stat.S_IWGRP and not allow_group_write:
+                raise SpoolError(
+                    f"{path} is writable by its group (gid {info.st_gid}), so others could plant files that the "
+                    f"manager acts on; run `chmod g-w {path}`, or give --group-shared to make the spool "
+                    f"group-shared (mode 2750: the group reads, only you write)")
 
     def group_can_enter(self) -> bool:
         return bool(os.stat(self.root).st_mode & (stat.S_IXGRP | stat.S_IWGRP))
+
+    @property
+    def reader_mode(self) -> int:
+        """Mode of the files the manager writes for readers: status files, receipts, manager.json."""
+        return 0o640 if self.group_shared else 0o600
 
     # -- publishing (clients) ------------------------------------------------------------------
     def publish(self, directory: Path, name: str, data: bytes) -> Path:
@@ -355,6 +425,25 @@ class Spool:
         if info.st_size > MAX_SUBMISSION_BYTES:
             raise Unsafe(f"it is {info.st_size} bytes; the limit is {MAX_SUBMISSION_BYTES}")
 
+    def read_parameter_file(self, path: str) -> str:
+        """A sweep's parameter file, named by a job: its lines become arguments, so it must be the
+        manager's user's own and writable by nobody else (the same rule as for job files)."""
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError(f"not a regular file (mode {stat.filemode(info.st_mode)})")
+            if info.st_uid != os.geteuid():
+                raise ValueError(f"it belongs to uid {info.st_uid}, not to the manager's user ({os.geteuid()})")
+            if info.st_mode & (stat.S_IWOTH | stat.S_IWGRP):
+                raise ValueError(f"other users could have written it (mode {stat.filemode(info.st_mode)}); "
+                                 "run `chmod go-w` on it")
+            if info.st_size > MAX_SUBMISSION_BYTES:
+                raise ValueError(f"it is {info.st_size} bytes; the limit is {MAX_SUBMISSION_BYTES}")
+            return _read_all(fd, info.st_size).decode()
+        finally:
+            os.close(fd)
+
     def reject(self, claimed: Path, original_name: str, reason: str, *, receipt: bool = True) -> Path:
         """Move a refused file aside with a readable reason beside it; never delete it.
 
@@ -390,7 +479,8 @@ class Spool:
         return os.path.lexists(self.accepted / name)
 
     def write_receipt(self, name: str, document: dict[str, Any]) -> None:
-        atomic_write(self.receipts / name, orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
+        atomic_write(self.receipts / name, orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE),
+                     mode=self.reader_mode)
 
     def read_receipt(self, name: str) -> dict[str, Any] | None:
         return read_json(self.receipts / name)
@@ -398,7 +488,8 @@ class Spool:
     # -- status files ----------------------------------------------------------------------------
     def write_status(self, job_id: str, document: dict[str, Any]) -> None:
         # Not fsynced: status files are a view the manager can rewrite from its records.
-        atomic_write(f"{self.root}/status/{job_id}.json", orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
+        atomic_write(f"{self.root}/status/{job_id}.json", orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE),
+                     mode=self.reader_mode)
 
     def read_status(self, job_id: str) -> dict[str, Any] | None:
         """The job's status as the file server has it now; None while the job has no status file."""
@@ -419,7 +510,7 @@ class Spool:
 
     # -- manager heartbeat -------------------------------------------------------------------------
     def write_manager_info(self, document: dict[str, Any]) -> None:
-        atomic_write(self.manager_file, orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
+        atomic_write(self.manager_file, orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE), mode=self.reader_mode)
 
     def read_manager_info(self) -> dict[str, Any] | None:
         return read_json(self.manager_file)

@@ -120,7 +120,7 @@ def test_cancel_queued_and_running_jobs(start_manager, tmp_path):
     assert status["state"] == "CANCELED" and marker.exists()
 
 
-def test_shutdown_terms_then_kills_and_writes_final_states(start_manager, tmp_path):
+def test_shutdown_terms_then_kills_and_leaves_the_jobs_for_the_next_manager(start_manager, tmp_path):
     manager = start_manager("--cores", "2", "--grace", "0.5")
     [stubborn] = submit(manager, "--", "bash", "-c", "trap '' TERM; echo $$ > pid; while :; do sleep 0.1; done")
     [queued_later] = submit(manager, "--cores", "2", "--", "true")
@@ -129,7 +129,10 @@ def test_shutdown_terms_then_kills_and_writes_final_states(start_manager, tmp_pa
     assert run_fsq("shutdown", spool=manager.spool).returncode == 0
     assert manager.wait_exit() == 0
     status = manager.status(stubborn)
-    assert status["state"] == "CANCELED" and status["signal"] == signal.SIGKILL
+    # Interrupted, not canceled: it runs again, as attempt 2, under the next manager.
+    assert (status["state"], status["signal"], status["attempt"]) == ("QUEUED", signal.SIGKILL, 2)
+    assert status["reason"] == "interrupted when its manager stopped (fsq shutdown)"
+    assert not _alive(int((manager.spool.parent / "pid").read_text()))
     assert manager.status(queued_later)["state"] == "QUEUED"  # left in the spool for the next manager
     assert read_json(manager.spool / "manager.json")["phase"] == "stopped"
     assert "manager not running since" in run_fsq("status", spool=manager.spool).stdout.decode()
@@ -143,11 +146,13 @@ def test_sigterm_stops_cleanly_and_queued_work_survives_a_restart(start_manager)
     wait_until(lambda: manager.status(waiting), 20, "the second job taken in")
     manager.proc.send_signal(signal.SIGTERM)
     assert manager.wait_exit() == 0
-    assert manager.status(long)["state"] == "CANCELED"
+    assert (manager.status(long)["state"], manager.status(long)["attempt"]) == ("QUEUED", 2)
     assert manager.status(waiting)["state"] == "QUEUED"
-    again = start_manager("--cores", "1", "--drain", wait=False)
-    assert again.wait_exit() == 0
-    assert again.status(waiting)["state"] == "SUCCEEDED"
+    again = start_manager("--cores", "2", wait=True)  # room for both: the interrupted job runs again first
+    assert again.wait_final(waiting)["state"] == "SUCCEEDED"
+    assert again.wait_state(long, "RUNNING")["attempt"] == 2
+    run_fsq("cancel", long, spool=manager.spool, check=True)
+    assert again.wait_final(long)["state"] == "CANCELED"
 
 
 def test_jobs_submitted_while_no_manager_runs_wait_in_the_spool(start_manager, tmp_path):
@@ -167,13 +172,14 @@ def test_manager_killed_hard_restarts_and_loses_no_job(start_manager, tmp_path):
     [blocker] = submit(manager, "--", "bash", "-c", f'[ "$FSQ_ATTEMPT" = 1 ] || exit 0; echo $$ > {pid_file}; exec sleep 60')
     queued = submit(manager, "-", input=json.dumps([{"exec": "true"}] * 3).encode())
     manager.wait_state(blocker, "RUNNING")
-    try:
-        os.killpg(manager.proc.pid, signal.SIGKILL)
-        manager.proc.wait()
-        again = start_manager("--cores", "1", "--drain", wait=False)
-        assert again.wait_exit(60) == 0
-    finally:
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the orphan of the killed manager
+    os.kill(manager.proc.pid, signal.SIGKILL)  # the manager alone: its job lives on, an orphan
+    manager.proc.wait()
+    orphan = int(pid_file.read_text())
+    assert _alive(orphan)
+    again = start_manager("--cores", "1", "--drain", wait=False)
+    assert again.wait_exit(60) == 0
+    assert not _alive(orphan), "the new manager stops what its predecessor left running before it runs it again"
+    assert "stopped 1 job processes left running by the previous manager" in again.log()
     assert all(again.status(i)["state"] == "SUCCEEDED" for i in queued)
     rerun = again.status(blocker)
     assert rerun["attempt"] == 2 and rerun["state"] == "SUCCEEDED"
@@ -262,3 +268,11 @@ def test_wait_by_name_and_timeout(start_manager):
     run_fsq("cancel", "slow", spool=manager.spool, check=True)
     waited = run_fsq("wait", "slow", "--timeout", "30", spool=manager.spool)
     assert waited.returncode == 1 and waited.stdout.decode().split()[1] == "CANCELED"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -13,22 +13,30 @@ MODULES = {path.stem: ast.parse(path.read_text(), str(path)) for path in sorted(
 # Which fsqueue modules each module may import. A new module or a new edge is a decision: add it here.
 ALLOWED = {
     "errors": set(),
-    "model": {"errors"},
+    "model": {"errors", "sweep"},
+    "sweep": set(),
+    "sweep_run": {"model"},
     "resources": set(),
     "scheduler": {"model"},
     "deps": set(),
     "spool": {"errors"},
+    "journal": {"errors"},
+    "lease": {"errors", "spool"},
     "intake": {"model", "spool", "errors"},
     "launcher": {"model"},
     "watch": set(),
-    "manager": {"model", "scheduler", "deps", "intake", "joblog", "launcher", "resources", "spool"},
-    "serve": {"manager", "spool", "watch", "errors"},
+    "manager": {"model", "scheduler", "deps", "intake", "joblog", "journal", "launcher", "resources", "spool",
+                "sweep_run", "errors"},
+    "serve": {"manager", "spool", "watch", "errors", "lease"},
     "progress": {"model"},
     "joblog": {"model"},
     "report": {"client", "joblog", "model", "spool"},
     "report_html": set(),
     "watch_view": {"client", "joblog", "spool"},
     "client": {"model", "spool", "errors"},
+    "mounts": set(),
+    "doctor": {"mounts", "spool"},
+    "qcg": {"model", "errors"},  # pure translation of QCG-PilotJob request files
     "cli": set(MODULES) - {"cli", "__main__"},
     "__init__": {"client"},
     "__main__": {"cli"},
@@ -37,7 +45,7 @@ ALLOWED = {
 IO_MODULES = {"os", "sys", "io", "pathlib", "shutil", "subprocess", "socket", "signal", "selectors", "time",
               "random", "secrets", "tempfile", "logging", "threading", "fcntl", "glob", "filelock", "watchdog",
               "importlib"}
-PURE = {"scheduler": set(), "resources": set(), "deps": set(), "model": {"importlib.resources"}}  # module -> allowed exception
+PURE = {"mounts": set(), "scheduler": set(), "resources": set(), "deps": set(), "sweep": set(), "sweep_run": set(), "qcg": set(), "model": {"importlib.resources"}}  # module -> allowed exception
 
 
 def imports(tree: ast.Module) -> set[str]:

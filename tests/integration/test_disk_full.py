@@ -1,0 +1,86 @@
+"""A full filesystem under a running manager: it keeps serving, says why it waits, loses nothing,
+and leaves no torn journal record or status file. The spool lives on a small tmpfs (root only)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from fsqueue.journal import replay
+from fsqueue.spool import Spool
+from tests.conftest import wait_until
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write until the filesystem refuses: ENOSPC from then on, for data (tmpfs has inodes to spare)."""
+    filler = directory / "filler"
+    with open(filler, "wb") as handle:
+        chunk = b"\0" * 65536
+        try:
+            while True:
+                handle.write(chunk)
+                handle.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+    with open(directory / "probe", "wb") as probe, pytest.raises(OSError):
+        probe.write(b"x" * 8192)
+        probe.flush()
+    (directory / "probe").unlink()
+    return filler
+
+
+def test_a_full_disk_stops_progress_not_the_manager(start_manager, small_fs: Path):
+    root = small_fs / "spool"
+    manager = start_manager("--cores", "2", spool=root)
+    spool = Spool(root)
+    # Staged before the disk fills: a rename needs no free block, so it can be published into a full disk.
+    jobs = [{"name": f"j{i}", "script": "sleep 0.2"} for i in range(6)]
+    (spool.incoming / ".late.json").write_bytes(json.dumps(jobs).encode())
+    filler = fill(small_fs)
+    os.rename(spool.incoming / ".late.json", spool.incoming / "late.json")
+    wait_until(lambda: "cannot accept late.json" in manager.log(), 30, manager.log)
+    assert manager.proc.poll() is None, "the manager keeps serving"
+    assert (spool.claimed / "late.json").exists(), "the file waits in claimed/, neither accepted nor rejected"
+
+    filler.unlink()  # space again: the file is taken in at its next try
+    receipt = wait_until(lambda: spool.read_receipt("late.json"), 30, manager.log)
+    assert receipt["state"] == "ACCEPTED"
+    first = manager.wait_state(receipt["ids"][0], "RUNNING")
+    assert first
+
+    filler = fill(small_fs)  # full while jobs run: no journal record, so nothing new starts and no status file
+    wait_until(lambda: "cannot write the journal" in manager.log() or "cannot write to the spool" in manager.log(),
+               30, manager.log)
+    assert manager.proc.poll() is None
+    filler.unlink()
+    finals = [manager.wait_final(job_id, timeout=60) for job_id in receipt["ids"]]
+    assert [doc["state"] for doc in finals] == ["SUCCEEDED"] * len(jobs)
+
+    # Nothing torn: every status file parses, and the journal replays with no damage at all.
+    for job_id in spool.status_ids():
+        orjson.loads((spool.status_dir / f"{job_id}.json").read_bytes())
+    replayed = replay(spool.journal)
+    assert replayed.torn_bytes == 0 and replayed.corrupt_lines == ()
+    ended = {record["id"] for record in replayed.records if record.get("state") == "SUCCEEDED"}
+    assert ended == set(receipt["ids"])
