@@ -11,10 +11,12 @@ from tests.conftest import REPO, run_fsq
 def test_sweep_runs_in_batch_mode(tmp_path):
     result = run_fsq("run", str(REPO / "examples" / "sweep.json"), spool=tmp_path / "spool", cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()
-    assert "10 jobs in" in result.stderr.decode() and "SUCCEEDED 10" in result.stderr.decode()
+    assert "10 jobs in" in result.stderr.decode() and "SUCCEEDED 10" in result.stderr.decode()  # 9 iterations + 1
     outputs = sorted((tmp_path / "spool" / "output").glob("*.out"))
     pis = [float(line.split("pi=")[1]) for path in outputs for line in path.read_text().splitlines() if "pi=" in line]
     assert len(pis) == 9 and all(3.0 < pi < 3.3 for pi in pis)
+    runs = sorted(line.split(" pi=")[0] for path in outputs for line in path.read_text().splitlines() if "pi=" in line)
+    assert runs == sorted(f"n={n} seed={seed}" for n in (100000, 200000, 400000) for seed in (1, 2, 3))
 
 
 def test_bash_workflow_against_a_running_manager(start_manager, tmp_path):
