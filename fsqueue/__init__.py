@@ -1,6 +1,15 @@
 """fsqueue: a pilot-job engine for HPC allocations whose only channel is a spool directory."""
 
-from fsqueue.client import cancel, list_jobs, shutdown, status, submit, summary, wait, wait_all
+from fsqueue.client import (
+    cancel,
+    list_jobs,
+    shutdown,
+    status,
+    submit,
+    summary,
+    wait,
+    wait_all,
+)
 
 __version__ = "0.1.0"
 

@@ -27,7 +27,6 @@ from fsqueue import __version__, client, doctor, qcg, report, report_html, watch
 from fsqueue.errors import FsqError, WaitTimeout
 from fsqueue.launcher import Launcher, LocalLauncher, SrunLauncher
 from fsqueue.manager import Manager, Settings
-from fsqueue.serve import run
 from fsqueue.progress import Progress, RunSummary
 from fsqueue.resources import (
     Allocation,
@@ -38,6 +37,7 @@ from fsqueue.resources import (
     parse_nodes_option,
     parse_scontrol_end_time,
 )
+from fsqueue.serve import run
 from fsqueue.spool import ENV_VAR, Spool
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3

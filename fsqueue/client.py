@@ -229,5 +229,15 @@ def _request(spool: str | os.PathLike[str], document: dict[str, Any]) -> None:
     target.publish(target.control, name, orjson.dumps({"version": model.FORMAT_VERSION, **document}))
 
 
-__all__ = ["submit", "status", "list_jobs", "wait", "wait_all", "cancel", "shutdown", "manager", "summary",
-           "SpoolError"]
+__all__ = [
+    "SpoolError",
+    "cancel",
+    "list_jobs",
+    "manager",
+    "shutdown",
+    "status",
+    "submit",
+    "summary",
+    "wait",
+    "wait_all",
+]

@@ -23,7 +23,14 @@ from filelock import FileLock, Timeout
 from fsqueue import model
 from fsqueue.errors import InvalidJob
 from fsqueue.model import JobSpec
-from fsqueue.spool import LOCK_SUFFIX, Spool, Unsafe, is_job_id, is_submission_name, revalidate
+from fsqueue.spool import (
+    LOCK_SUFFIX,
+    Spool,
+    Unsafe,
+    is_job_id,
+    is_submission_name,
+    revalidate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +170,6 @@ class Intake:
         log.error("cannot %s %s: %s; it stays in %s and is tried again in %g s", what, name, failure.strerror,
                   self._spool.claimed, self._torn_grace)
         self._torn[name] = (now, -1)
-        return None
 
     def _read(self, name: str, path: Path, now: float) -> Any:
         if not is_submission_name(name):

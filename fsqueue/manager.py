@@ -23,7 +23,15 @@ from fsqueue.errors import JournalWriteError
 from fsqueue.intake import ControlRequest, Intake, Submission
 from fsqueue.joblog import JobLog, ends_attempt
 from fsqueue.journal import Journal
-from fsqueue.launcher import Launch, LaunchError, Launcher, LocalLauncher, boot_id, process_start, stop_orphans
+from fsqueue.launcher import (
+    Launch,
+    Launcher,
+    LaunchError,
+    LocalLauncher,
+    boot_id,
+    process_start,
+    stop_orphans,
+)
 from fsqueue.model import JobRecord, JobSpec, JobState, advance
 from fsqueue.resources import Allocation
 from fsqueue.spool import IdMaker, Spool, is_job_id, read_json

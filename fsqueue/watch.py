@@ -16,7 +16,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 try:  # watchdog 7 on Linux
-    from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper as _MoveGrouper
+    from watchdog.observers.inotify_move_event_grouper import (
+        InotifyMoveEventGrouper as _MoveGrouper,
+    )
 except ImportError:  # other platforms, other versions
     _MoveGrouper = None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fsqueue.spool import Spool, is_job_id, read_json
+from fsqueue.spool import is_job_id, read_json
 from tests.conftest import RunningManager, run_fsq, wait_until
 
 

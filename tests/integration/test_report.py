@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 
 from fsqueue import client, report, report_html
-from fsqueue.joblog import JobLog, ends_attempt, read_joblog
+from fsqueue.joblog import read_joblog
 from fsqueue.launcher import LocalLauncher
 from fsqueue.manager import Manager, Settings
-from fsqueue.serve import run
-from fsqueue.model import JobRecord
 from fsqueue.resources import parse_nodes_option
+from fsqueue.serve import run
 from fsqueue.spool import Spool
 from tests.conftest import run_fsq
 

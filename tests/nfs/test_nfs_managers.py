@@ -11,7 +11,6 @@ import os
 import signal
 import time
 
-
 from fsqueue import client
 from tests.conftest import wait_until
 

@@ -9,7 +9,14 @@ import pytest
 from fsqueue import model
 from fsqueue.errors import InvalidJob
 from fsqueue.model import JobState
-from fsqueue.sweep import Sweep, iteration_document, problems, product_values, substitute, values_from_lines
+from fsqueue.sweep import (
+    Sweep,
+    iteration_document,
+    problems,
+    product_values,
+    substitute,
+    values_from_lines,
+)
 from fsqueue.sweep_run import SweepRun
 
 IDS = (f"0000000000000{n:03d}" for n in itertools.count())
@@ -129,7 +136,7 @@ def test_bad_parameter_files_are_rejected_with_the_reason(tmp_path, text, header
     params.write_text(text)
     with pytest.raises(InvalidJob) as caught:
         parse({"exec": "true", "sweep": {"file": str(params), "header": header}}, read_text=_read)
-    assert str(caught.value).startswith(f"sweep.file: ") and message in str(caught.value)
+    assert str(caught.value).startswith("sweep.file: ") and message in str(caught.value)
 
 
 def test_a_missing_parameter_file_says_so(tmp_path):
