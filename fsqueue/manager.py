@@ -239,6 +239,13 @@ class Manager:
         resume = {index: doc for index, doc in iterations.items() if index not in ended and index < len(spec.sweep)}
         record = dataclasses.replace(self._new_record(spec, submission, status.get("submit_time") or now.wall),
                                      state=state, seq=status.get("seq", 0), start_time=status.get("start_time"))
+        if state is None:  # accepted, and the manager died before it recorded anything more
+            record = advance(record, JobState.QUEUED)
+        reason = scheduler.never_fits(_request(spec), self._capacity, self._gpu_capacity)
+        if reason:  # as for a job: it waits in the spool for an allocation that can hold its iterations
+            self._set(record)
+            self._explain(spec.id, f"does not fit this allocation ({reason}); waits for a larger one")
+            return
         self._start_sweep(record, SweepRun.start(spec.id, len(spec.sweep), ended, resume), now)
 
     def _recover_job(self, spec: JobSpec, submission: str, status: dict[str, Any], state: JobState | None,

@@ -145,3 +145,17 @@ def _children_running(pattern: str) -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+def test_a_sweep_accepted_just_before_a_crash_runs_under_the_next_manager(start_manager, tmp_path):
+    """Its accepted file is on disk, and nothing else: no status file, no journal record."""
+    from fsqueue import model
+    from fsqueue.spool import IdMaker, Spool
+
+    spool = Spool.create(tmp_path / "spool")
+    [spec] = model.parse_jobs({"name": "s", "script": f"echo ${{it}} >> {tmp_path}/out",
+                               "sweep": {"range": {"stop": 3}}}, IdMaker().many())
+    (spool.accepted / "a.json").write_bytes(json.dumps(spec.document).encode())
+    manager = start_manager("--cores", "2", spool=spool.root)
+    assert manager.wait_final(spec.id)["state"] == "SUCCEEDED"
+    assert sorted((tmp_path / "out").read_text().split()) == ["0", "1", "2"]
