@@ -266,7 +266,7 @@ class Manager:
         record = dataclasses.replace(
             self._new_record(spec, submission, status.get("submit_time") or now.wall),
             state=state, seq=status.get("seq", 0), attempt=status.get("attempt", 1),
-            launch_failures=status.get("launch_failures", 0),
+            launch_failures=status.get("launch_failures", 0), failures=status.get("failures", 0),
         )
         if state == JobState.RUNNING:
             # Local children of a manager that was killed are orphans now; we cannot wait for them, so
@@ -561,16 +561,18 @@ class Manager:
                 reason = f"exit code {exit.exit_code}" if exit.signal is None else f"killed by signal {exit.signal}"
                 reason += f" ({exit.detail})" if exit.detail else ""
             ended = exit.ended_at if exit.ended_at is not None else now.wall
-            changes = dict(exit_code=exit.exit_code, signal=exit.signal, usage=exit.usage, end_time=ended)
-            if state in (JobState.FAILED, JobState.TIMEOUT) and record.attempt <= record.spec.retries:
+            changes = {"exit_code": exit.exit_code, "signal": exit.signal, "usage": exit.usage, "end_time": ended}
+            # Retries count the job's own failures: a run its manager interrupted costs none.
+            if state in (JobState.FAILED, JobState.TIMEOUT) and record.failures < record.spec.retries:
                 self._retry(record, f"attempt {record.attempt} {state.lower()}: {reason}", changes)
             else:
                 self._set(advance(record, state, reason=reason, **changes))
 
     def _retry(self, record: JobRecord, why: str, changes: dict[str, Any]) -> None:
-        left = record.spec.retries - record.attempt
+        left = record.spec.retries - record.failures - 1
         reason = f"{why}; running it again ({left} retr{'y' if left == 1 else 'ies'} left after this one)"
-        self._set(advance(record, JobState.QUEUED, attempt=record.attempt + 1, reason=reason, **changes))
+        self._set(advance(record, JobState.QUEUED, attempt=record.attempt + 1, failures=record.failures + 1,
+                          reason=reason, **changes))
         self._make_ready(record.spec.id)
 
     def _launch_failed(self, record: JobRecord, message: str, nodes: tuple[str, ...], now: Now) -> None:
@@ -759,7 +761,7 @@ class Manager:
         """What recovery needs of a job, in the keys of its status file (docs/reliability.md)."""
         entry: dict[str, Any] = {
             "id": record.spec.id, "state": record.state, "seq": record.seq, "attempt": record.attempt,
-            "launch_failures": record.launch_failures, "submit_time": record.submit_time,
+            "launch_failures": record.launch_failures, "failures": record.failures, "submit_time": record.submit_time,
             "start_time": record.start_time, "end_time": record.end_time,
         }
         if record.state.is_final:
@@ -867,7 +869,7 @@ class Manager:
 
 
 # The fields of a journal entry that are also fields of the status file (Manager._journal_entry).
-_JOURNALED = ("state", "seq", "attempt", "launch_failures", "submit_time", "start_time", "end_time", "exit_code",
+_JOURNALED = ("state", "seq", "attempt", "launch_failures", "failures", "submit_time", "start_time", "end_time", "exit_code",
               "signal", "reason", "cores")
 
 

@@ -177,6 +177,7 @@ class JobRecord:
     reason: str | None = None
     usage: Usage | None = None
     launch_failures: int = 0  # tries the infrastructure failed to start; never counted against the job
+    failures: int = 0  # attempts that failed or timed out and were retried: what `retries` counts
 
 
 def advance(record: JobRecord, state: JobState, **changes: Any) -> JobRecord:
@@ -206,6 +207,7 @@ def status_document(record: JobRecord, manager: Mapping[str, Any] | None = None,
         "seq": record.seq,
         "attempt": record.attempt,
         "launch_failures": record.launch_failures,
+        "failures": record.failures,
         "reason": record.reason,
         "exit_code": record.exit_code,
         "signal": record.signal,

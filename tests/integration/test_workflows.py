@@ -112,3 +112,18 @@ def test_gpus_in_local_mode_with_virtual_nodes(start_manager, tmp_path):
     seen = [Path(doc["stdout"]).read_text().strip() for doc in docs]
     assert sorted(seen[:2]) == ["0|n1:0", "1|n1:1"] and seen[2] in ("0|n1:0", "1|n1:1")
     assert [doc["gpus"] for doc in docs[:2]] in ([{"n1": ["0"]}, {"n1": ["1"]}], [{"n1": ["1"]}, {"n1": ["0"]}])
+
+
+def test_a_run_interrupted_by_its_manager_uses_up_no_retry(start_manager, tmp_path):
+    manager = start_manager("--cores", "1", "--grace", "0.5")
+    log = tmp_path / "attempts"
+    script = f'echo $FSQ_ATTEMPT >> {log}; [ "$FSQ_ATTEMPT" = 1 ] && exec sleep 60; exit 3'
+    [job] = submit_jobs(manager, [{"script": script, "retries": 1}])
+    manager.wait_state(job, "RUNNING")
+    run_fsq("shutdown", spool=manager.spool, check=True)  # as at the end of an allocation
+    assert manager.wait_exit() == 0
+    again = start_manager("--cores", "1", spool=manager.spool)
+    final = again.wait_final(job)
+    # attempt 1 interrupted (no retry used), attempt 2 failed (the one retry), attempt 3 failed: the end
+    assert (final["state"], final["attempt"], final["failures"]) == ("FAILED", 3, 1)
+    assert log.read_text().split() == ["1", "2", "3"]

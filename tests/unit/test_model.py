@@ -275,7 +275,7 @@ def test_status_document_of_a_finished_job() -> None:
     )
     document = status_document(done, {"host": "h", "pid": 1})
     assert document == {
-        "version": 1, "id": "0000000000000000", "name": None, "state": "SUCCEEDED", "seq": 3, "attempt": 1, "launch_failures": 0,
+        "version": 1, "id": "0000000000000000", "name": None, "state": "SUCCEEDED", "seq": 3, "attempt": 1, "launch_failures": 0, "failures": 0,
         "reason": None, "exit_code": 0, "signal": None, "submit_time": 1.0, "start_time": 5.0, "end_time": 9.0,
         "nodes": ["n1", "n2"], "cores": {"n1": [0, 1], "n2": [2, 3]}, "gpus": {}, "resources": {"cores": 1, "nodes": 1},
         "stdout": "/o", "stderr": "/e", "usage": {"cpu_user": 1.5, "cpu_system": 0.25, "max_rss_kib": 2048},
