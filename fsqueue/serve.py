@@ -26,13 +26,13 @@ from fsqueue.watch import DirectoryWatch, Waker
 log = logging.getLogger(__name__)
 
 
-def claim_spool(spool: Spool, identity: Mapping[str, Any], now: float) -> FileLock:
-    """Become the one manager of this spool, or raise ManagerBusy naming the one that is.
+def claim_spool(spool: Spool, now: float) -> FileLock:
+    """Take manager.lock, or raise ManagerBusy naming the manager that holds it.
 
-    The lock excludes a second manager on this node. On another node flock may not hold (NFS with
-    nolock, Lustre without flock), so a fresh heartbeat from another host is refused as well.
+    The lock answers a second manager on this node at once (and on others where flock reaches). It
+    is not the rule across nodes, where flock may not hold (NFS with nolock, Lustre without flock):
+    the lease is (take_lease).
     """
-    info = spool.read_manager_info() or {}
     lock = FileLock(str(spool.manager_lock), timeout=0)
     try:
         lock.acquire()
@@ -42,10 +42,6 @@ def claim_spool(spool: Spool, identity: Mapping[str, Any], now: float) -> FileLo
             raise ManagerBusy(f"another manager serves {spool.root}: it holds {spool.manager_lock} and is starting "
                               f"(no heartbeat yet); see `fsq status --spool {spool.root}` in a few seconds") from None
         raise ManagerBusy(_busy_message(spool, holder, now)) from None
-    fresh = now - float(info.get("heartbeat", 0)) < 3 * float(info.get("interval", 2)) + 5
-    if info and info.get("phase") != Phase.STOPPED and fresh and info.get("host") != identity.get("host"):
-        lock.release()
-        raise ManagerBusy(_busy_message(spool, info, now))
     return lock
 
 
@@ -69,7 +65,7 @@ def take_lease(manager: Manager) -> Lease:
 
 def run(manager: Manager, *, stop_signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
     """Serve until stopped (SIGTERM, SIGINT, `fsq shutdown`) or, in drain mode, until idle."""
-    lock = claim_spool(manager.spool, manager.identity, time.time())
+    lock = claim_spool(manager.spool, time.time())
     try:
         lease = take_lease(manager)
     except BaseException:
