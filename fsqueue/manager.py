@@ -145,20 +145,23 @@ class Manager:
     def recover(self, now: Now) -> None:
         """Take up the spool as a previous manager left it: accepted jobs that have not finished are queued."""
         self._started = now.wall
-        journaled = self._open_journal(now)
+        journal = self._open_journal(now)
+        journaled = journal.latest
         self._stop_orphans(journaled)
         unfinished = []
         sweeps = []
         for name in self.spool.scan(self.spool.accepted).candidates:
             document = read_json(self.spool.accepted / name, fresh=False)  # the scan revalidated accepted/
             specs = model.accepted_specs(document)
-            statuses = self.spool.read_statuses(spec.id for spec in specs)  # one revalidation per file
+            # One revalidation per file, and only the status files that can tell something the journal does not.
+            statuses = self.spool.read_statuses(spec.id for spec in specs if journal.may_lag(spec.id))
             for spec in specs:
-                status = _newer(statuses[spec.id], journaled.get(spec.id)) or {}
+                on_disk = statuses.get(spec.id)
+                status = _newer(on_disk, journaled.get(spec.id)) or {}
                 state = JobState(status["state"]) if status.get("state") in JobState.__members__ else None
                 if state is not None and state.is_final:
-                    if status is not statuses[spec.id]:
-                        self._repair_status(spec, name, statuses[spec.id], status)
+                    if journal.may_lag(spec.id) and _lags(on_disk, status):
+                        self._repair_status(spec, name, on_disk, status)
                     self._finished_ids.add(spec.id)
                     if spec.sweep is None:
                         self.counts[state] += 1
@@ -167,19 +170,19 @@ class Manager:
                     sweeps.append((spec, name, status, state))
                 else:
                     unfinished.append((spec, name, status, state))
-        iterations = self._iteration_statuses({spec.id: (spec, name) for spec, name, *_ in sweeps}, journaled)
+        iterations = self._iteration_statuses({spec.id: (spec, name) for spec, name, *_ in sweeps}, journal)
         # Finished jobs first, so that a dependency on one of them is judged as met or not at once.
         for spec, name, status, state in sweeps:
             self._recover_sweep(spec, name, status, state, iterations.get(spec.id, {}), now)
         for spec, name, status, state in unfinished:
-            self._recover_job(spec, name, status, state, now)
+            self._recover_job(spec, name, status, state, now, journaled=spec.id in journaled)
         self._intake.adopt(self._intake.leftovers())
         # One record per job from here on, so that the journal does not grow over the spool's lifetime;
-        # what recovery changed (jobs queued again) is pending and follows at the next sync.
+        # what recovery changed (jobs queued again) is pending and follows the mark at the next sync.
         assert self.journal is not None
-        self.journal.compact(journaled.values(), now=now.wall)
+        self.journal.compact([*journaled.values(), {"compacted": now.wall}], now=now.wall)
 
-    def _open_journal(self, now: Now) -> dict[str, dict[str, Any]]:
+    def _open_journal(self, now: Now) -> _Journaled:
         """Open the journal and fold it into the last record of each job."""
         self.journal, replay = Journal.open(self.spool.journal, now=now.wall)
         if replay.torn_bytes:
@@ -188,12 +191,17 @@ class Manager:
         if replay.corrupt_lines:
             log.error("journal %s: skipped unreadable lines %s; status files stand in for those records",
                       self.spool.journal, ", ".join(map(str, replay.corrupt_lines[:10])))
-        latest: dict[str, dict[str, Any]] = {}
+        folded = _Journaled({}, set(), complete=False)
         for record in replay.records:
             job_id = record.get("id")
-            if isinstance(job_id, str) and is_job_id(job_id):
+            if "compacted" in record:  # status files of the jobs named so far agreed with the journal then
+                folded.recent.clear()
+                folded.complete = True
+            elif isinstance(job_id, str) and is_job_id(job_id):
+                latest = folded.latest
                 latest[job_id] = {**latest[job_id], **record} if job_id in latest else record
-        return latest
+                folded.recent.add(job_id)
+        return folded
 
     def _stop_orphans(self, journaled: Mapping[str, Mapping[str, Any]]) -> None:
         """Jobs the last manager on this machine left running are stopped, then run again (docs/reliability.md)."""
@@ -205,24 +213,29 @@ class Manager:
             log.warning("stopped %d job processes left running by the previous manager: %s", len(stopped),
                         " ".join(map(str, stopped[:20])))
 
-    def _iteration_statuses(self, sweeps: Mapping[str, tuple[JobSpec, str]], journaled: Mapping[str, dict[str, Any]],
+    def _iteration_statuses(self, sweeps: Mapping[str, tuple[JobSpec, str]], journal: _Journaled,
                             ) -> dict[str, dict[int, Mapping[str, Any]]]:
-        """Sweep id -> iteration index -> last known status, for the sweeps that were running (one listing)."""
+        """Sweep id -> iteration index -> last known status, for the sweeps that were running."""
         if not sweeps:
             return {}
         wanted = set(sweeps)
-        ids = {job_id for job_id in self.spool.status_ids() if job_id.partition(".")[0] in wanted and "." in job_id}
-        ids.update(job_id for job_id in journaled if "." in job_id and job_id.partition(".")[0] in wanted)
+        ids = {job_id for job_id in journal.latest if "." in job_id and job_id.partition(".")[0] in wanted}
+        if not journal.complete:  # a spool older than its journal: iterations may be known by their files only
+            ids.update(job_id for job_id in self.spool.status_ids() if job_id.partition(".")[0] in wanted
+                       and "." in job_id)
+        statuses = self.spool.read_statuses(job_id for job_id in ids if journal.may_lag(job_id))
         found: dict[str, dict[int, Mapping[str, Any]]] = collections.defaultdict(dict)
-        for job_id, status in self.spool.read_statuses(ids).items():
+        for job_id in ids:
             sweep_id, _, index = job_id.partition(".")
-            latest = _newer(status, journaled.get(job_id))
+            on_disk = statuses.get(job_id)
+            latest = _newer(on_disk, journal.latest.get(job_id))
             if latest is None:
                 continue
             found[sweep_id][int(index)] = latest
-            if latest is not status and latest.get("state") in JobState.__members__ and JobState(latest["state"]).is_final:
+            final = latest.get("state") in JobState.__members__ and JobState(latest["state"]).is_final
+            if final and journal.may_lag(job_id) and _lags(on_disk, latest):
                 spec, submission = sweeps[sweep_id]
-                self._repair_status(model.iteration_spec(spec, int(index)), submission, status, latest)
+                self._repair_status(model.iteration_spec(spec, int(index)), submission, on_disk, latest)
         return found
 
     def _repair_status(self, spec: JobSpec, submission: str, status: Mapping[str, Any] | None,
@@ -249,8 +262,11 @@ class Manager:
         self._start_sweep(record, SweepRun.start(spec.id, len(spec.sweep), ended, resume), now)
 
     def _recover_job(self, spec: JobSpec, submission: str, status: dict[str, Any], state: JobState | None,
-                     now: Now) -> None:
-        self._set(self._restored(spec, submission, status, state, now))
+                     now: Now, journaled: bool = False) -> None:
+        record = self._restored(spec, submission, status, state, now)
+        # A job still queued as the journal has it is neither journaled nor written again: with 100,000
+        # jobs in a spool that is most of a restart's writes (scripts/bench/recover).
+        self._set(record, recorded=journaled and record.state == state and record.seq == status.get("seq"))
         reason = scheduler.never_fits(_request(spec), self._capacity, self._gpu_capacity)
         if reason:
             # Accepted under a larger allocation: it stays queued in the spool for one that can hold it,
@@ -726,13 +742,16 @@ class Manager:
                       spec.tasks_per_node, str(self.spool.launch_log(spec.id)), spec.gpus)
 
     # -- records -----------------------------------------------------------------------------------
-    def _set(self, record: JobRecord) -> None:
+    def _set(self, record: JobRecord, recorded: bool = False) -> None:
+        """Record a job's new state (`recorded`: as the journal and its status file already have it)."""
         old = self.records.get(record.spec.id)
         self.records[record.spec.id] = record
-        self._dirty.setdefault(record.spec.id, None)
+        if not recorded:
+            self._dirty.setdefault(record.spec.id, None)
         self._info_changed = True
         newly_final = record.state.is_final and (old is None or old.state is None or not old.state.is_final)
-        if self.journal is not None and (old is None or old.state != record.state or old.attempt != record.attempt):
+        changed = old is None or old.state != record.state or old.attempt != record.attempt
+        if self.journal is not None and changed and not recorded:
             self.journal.append(self._journal_entry(record))
         if record.spec.sweep is not None:  # its iterations are the jobs that count, run and log
             if newly_final:
@@ -871,6 +890,24 @@ class Manager:
 # The fields of a journal entry that are also fields of the status file (Manager._journal_entry).
 _JOURNALED = ("state", "seq", "attempt", "launch_failures", "failures", "submit_time", "start_time", "end_time", "exit_code",
               "signal", "reason", "cores")
+
+
+@dataclass
+class _Journaled:
+    """The journal folded at start-up: the last record of each job, and which status files may lag it."""
+
+    latest: dict[str, dict[str, Any]]
+    recent: set[str]  # jobs with records since the last compaction, whose status files were not checked since
+    complete: bool  # compacted by a journaling manager: it names every job that ever changed state
+
+    def may_lag(self, job_id: str) -> bool:
+        """Whether the job's status file is worth reading: the journal does not know the job, or its
+        last records came after the last check (the manager may have died before writing the file)."""
+        return job_id not in self.latest or job_id in self.recent
+
+
+def _lags(on_disk: Mapping[str, Any] | None, journaled: Mapping[str, Any]) -> bool:
+    return on_disk is not journaled and (on_disk is None or on_disk.get("seq", 0) < journaled.get("seq", 0))
 
 
 def _newer(status: Mapping[str, Any] | None, journaled: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
