@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -143,3 +144,20 @@ def start_manager(processes: Processes, tmp_path: Path, watch_mode: str) -> Call
         return manager
 
     return start
+
+
+@contextlib.contextmanager
+def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `directory`, to fill up for real; skips the test where it cannot be."""
+    if os.geteuid() != 0:
+        pytest.skip(f"mounting a {size} tmpfs to fill up needs root")
+    directory.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        if subprocess.run(["umount", str(directory)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(directory)], check=True)

@@ -19,6 +19,7 @@ import pytest
 
 from fsqueue.errors import JournalError, JournalWriteError
 from fsqueue.journal import Journal, replay
+from tests.conftest import small_tmpfs
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDS = [{"event": "accept", "id": f"job{n}", "n": n} for n in range(4)]
@@ -230,19 +231,8 @@ def test_compact_replaces_the_file_and_appends_go_to_the_new_one(tmp_path: Path)
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs of our own, to fill up for real."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a 64 KiB tmpfs to fill up needs root")
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "tiny", "64k") as mount:
         yield mount
-    finally:
-        if subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def fill(path: Path) -> None:
