@@ -69,6 +69,9 @@ INFO_MIN_GAP = 0.5  # seconds: manager.json follows changes, but a busy manager 
 MIN_SWEEP_WINDOW = 64
 # After the spool refused a write (disk full, quota, I/O error), wait this long before trying again.
 WRITE_RETRY = 1.0
+# A started job's pid reaches the journal with the next fsync, at the latest this long after the start:
+# its state was fsynced before it started, and one fsync per link of a chain, not two, is the price.
+PID_SYNC_DELAY = 0.2
 
 
 class Phase(enum.StrEnum):
@@ -139,6 +142,8 @@ class Manager:
         self.joblog = JobLog(spool.joblog)  # one line per ended attempt; opens nothing until the first
         self.journal: Journal | None = None  # opened by recover()
         self._writes_blocked_until = float("-inf")  # after the spool refused a write: no launch, no status write
+        self._status_needs_sync = False  # journal records pending that a status file write would get ahead of
+        self._pids_due: float | None = None  # when pending pid records must be fsynced at the latest
         self._boot_id = boot_id()
 
     # -- start-up ----------------------------------------------------------------------------------
@@ -680,6 +685,7 @@ class Manager:
 
     def _sync_journal(self, now: Now) -> bool:
         if self.journal is None or not self.journal.pending:
+            self._status_needs_sync, self._pids_due = False, None
             return True
         if now.mono < self._writes_blocked_until:
             return False
@@ -689,6 +695,7 @@ class Manager:
             log.error("%s; no job is started and no status file written until it can be", error)
             self._writes_blocked_until = now.mono + WRITE_RETRY
             return False
+        self._status_needs_sync, self._pids_due = False, None
         return True
 
     def _launch(self, record: JobRecord, placement: model.Placement, now: Now) -> None:
@@ -704,6 +711,8 @@ class Manager:
             self._free[node].difference_update(cores)
         for node, gpus in placement.gpus:
             self._free_gpus[node] = [gpu for gpu in self._free_gpus[node] if gpu not in gpus]
+        if self._pids_due is None:
+            self._pids_due = now.mono + PID_SYNC_DELAY
         if record.spec.walltime is not None:
             self._walltime_at[job_id] = now.mono + record.spec.walltime
         self._set(advance(record, JobState.RUNNING, placement=placement, start_time=started, end_time=None,
@@ -753,6 +762,8 @@ class Manager:
         changed = old is None or old.state != record.state or old.attempt != record.attempt
         if self.journal is not None and changed and not recorded:
             self.journal.append(self._journal_entry(record))
+            # RUNNING was fsynced before the start (_journal_launches); this record adds the pid.
+            self._status_needs_sync = self._status_needs_sync or record.state != JobState.RUNNING
         if record.spec.sweep is not None:  # its iterations are the jobs that count, run and log
             if newly_final:
                 self._apply(self._deps.ended(record.spec.id, record.state), record.end_time or record.submit_time)
@@ -794,7 +805,8 @@ class Manager:
 
     def _flush(self, now: Now, force: bool = False) -> None:
         # The journal first: a status file never says more than the journal a restart would read.
-        if not self._sync_journal(now):
+        pids_due = self._pids_due is not None and now.mono >= self._pids_due
+        if (self._status_needs_sync or pids_due) and not self._sync_journal(now):
             if now.mono >= self._next_info_due():
                 self._write_info_safely(now)
             return
@@ -881,6 +893,8 @@ class Manager:
         deadlines += self._backoff.values()
         if self._writes_blocked_until > now.mono:
             deadlines.append(self._writes_blocked_until)
+        if self._pids_due is not None:
+            deadlines.append(self._pids_due)
         retry = self._intake.next_retry()
         if retry is not None:
             deadlines.append(min(retry, now.mono + self.settings.poll))
