@@ -45,7 +45,12 @@ from fsqueue.errors import JournalError, JournalWriteError
 
 VERSION = 1
 HEADER_KEY = "fsqueue_journal"
-_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+_OPEN_FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+# Zeros written ahead of the records: a record then lands in blocks the file already has, and
+# fdatasync flushes data only. A sync that grows the file must also commit its size, and on ext4 that
+# commit makes every file created meanwhile (status files, job outputs) wait: 62 -> 119 us per open,
+# 0.35 -> 0.74 ms per record in a loop like the manager's (measured 2026-11-26).
+RESERVE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class Replay:
     records: list[dict[str, Any]]
     torn_bytes: int  # bytes after the last whole record: dropped (and cut off by Journal.open)
     corrupt_lines: tuple[int, ...] = ()  # 1-based line numbers of unreadable lines that were skipped
+    reserved: int = 0  # zero bytes at the end, written ahead by a journal that was open (not damage)
 
 
 def replay(path: str | os.PathLike[str]) -> Replay:
@@ -75,7 +81,8 @@ class Journal:
     def __init__(self, path: Path, fd: int, synced: int) -> None:
         self.path = path
         self._fd = fd
-        self._synced = synced  # file length up to the end of the last durable record
+        self._synced = synced  # where the last durable record ends; zeros (RESERVE) may follow
+        self._size = os.fstat(fd).st_size
         self._pending: list[bytes] = []
         self._partial = False  # the file may hold part of a record after the synced length
 
@@ -95,13 +102,14 @@ class Journal:
                 _sync_directory(path)
             data = _read_all(fd)
             result = _parse(data, path)
+            end = len(data) - result.reserved - result.torn_bytes
             if result.torn_bytes:
-                os.ftruncate(fd, len(data) - result.torn_bytes)
+                os.ftruncate(fd, end)
                 os.fsync(fd)
         except BaseException:
             os.close(fd)
             raise
-        return cls(path, fd, len(data) - result.torn_bytes), result
+        return cls(path, fd, end), result
 
     @property
     def pending(self) -> int:
@@ -125,16 +133,32 @@ class Journal:
         try:
             if self._partial:  # an earlier failure could not cut its partial line off: do it first
                 os.ftruncate(self._fd, self._synced)
-                self._partial = False
+                self._size, self._partial = self._synced, False
             step = "write"
-            _write_all(self._fd, data)
+            grows = self._synced + len(data) > self._size
+            if grows:
+                self._reserve(self._synced + len(data) + RESERVE)
+            _write_all_at(self._fd, data, self._synced)
+            self._size = max(self._size, self._synced + len(data))  # past the reserve, if none could be kept
             step = "fsync"
-            os.fsync(self._fd)
+            os.fsync(self._fd) if grows else os.fdatasync(self._fd)
         except OSError as error:
             raise JournalWriteError(self._failed(step, error)) from error
         self._synced += len(data)
         count, self._pending = len(self._pending), []
         return count
+
+    def _reserve(self, size: int) -> None:
+        """Zeros ahead, so that most syncs need not commit a new size; on a full disk, no reserve."""
+        start = max(self._size, self._synced)  # never over a record
+        try:
+            _write_all_at(self._fd, bytes(size - start), start)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            os.ftruncate(self._fd, max(self._size, self._synced))  # the records themselves may still fit
+            return
+        self._size = size
 
     def compact(self, records: Iterable[dict[str, Any]], *, now: float) -> None:
         """Replace the journal with a new one holding only a header and `records`, in one rename.
@@ -146,6 +170,7 @@ class Journal:
         body = b"".join(_line(record) for record in records)
         fd = _write_new(self.path, _header(now) + body)
         old, self._fd, self._synced, self._partial = self._fd, fd, os.fstat(fd).st_size, False
+        self._size = self._synced
         os.close(old)
         _sync_directory(self.path)
 
@@ -153,6 +178,7 @@ class Journal:
         """Sync what is pending, then close the file (also when the sync fails, which then raises)."""
         try:
             self.sync()
+            os.ftruncate(self._fd, self._synced)  # no zeros left for tail, jq and friends after a clean stop
         finally:
             os.close(self._fd)
 
@@ -169,7 +195,7 @@ class Journal:
         try:
             # A short write leaves part of a line at the end; cut it off so the file holds whole records only.
             os.ftruncate(self._fd, self._synced)
-            self._partial = False
+            self._size, self._partial = self._synced, False
         except OSError as cut:
             message += (f" (cutting the file back to {self._synced} bytes failed too: {cut.strerror}; "
                         f"the next sync or open cuts it)")
@@ -241,6 +267,8 @@ def _sync_directory(path: Path) -> None:
 
 
 def _parse(data: bytes, path: Path) -> Replay:
+    reserved = len(data) - len(data.rstrip(b"\0"))
+    data = data[: len(data) - reserved]
     end = data.find(b"\n")
     header = _loads(data[:end]) if end >= 0 else None
     if header is None or HEADER_KEY not in header:
@@ -265,7 +293,7 @@ def _parse(data: bytes, path: Path) -> Replay:
             records.append(record)
             good_end = end + 1
         position = end + 1
-    return Replay(header, records, len(data) - good_end, tuple(corrupt))
+    return Replay(header, records, len(data) - good_end, tuple(corrupt), reserved)
 
 
 def _loads(line: bytes) -> dict[str, Any] | None:
@@ -282,6 +310,13 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
         offset += len(chunk)
     return b"".join(chunks)
+
+
+def _write_all_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _write_all(fd: int, data: bytes) -> None:
