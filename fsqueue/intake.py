@@ -65,6 +65,7 @@ class Intake:
         self._ids = ids
         self._torn_grace = torn_grace
         self._torn: dict[str, tuple[float, int]] = {}  # name in claimed/ -> (first seen, size then)
+        self.more_waiting = False  # the last scan stopped at its limit: files are left in incoming/
 
     def submissions(self, now: float, scan: bool, known_ids: Container[str], limit: int) -> list[Submission]:
         """Claim and validate up to `limit` new files (if `scan`), and retry the torn ones."""
@@ -116,6 +117,7 @@ class Intake:
                 taken = self._spool.claim(directory, name) is not None
             if taken:
                 claimed.append(name)
+        self.more_waiting = len(claimed) >= limit
         return claimed
 
     def _claim_locked(self, directory: Path, name: str) -> bool:

@@ -315,6 +315,10 @@ class Manager:
                 self._admit(submission, now)
             if scan:
                 self._idle_scans = 0 if submissions else self._idle_scans + 1
+            if scan and self._intake.more_waiting:
+                # A flood: the rest is claimed at the next step, not at the next poll, and no event
+                # may come to wake the manager for files that are already there.
+                self._next_scan = now.mono
         if scan:
             # After intake, so that a cancel finds a job whose file arrived in the same scan.
             for request in self._intake.control_requests():

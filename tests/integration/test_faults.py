@@ -113,3 +113,37 @@ def test_a_job_that_forges_status_files_cannot_change_what_a_restart_believes(st
     again = start_manager("--cores", "2", spool=manager.spool)
     assert again.wait_final(victim)["state"] == "SUCCEEDED" and ran.exists(), "the victim really ran"
     assert again.status(forger)["attempt"] == 2
+
+
+FLOOD = 100_000 if FULL else 2_000
+
+
+def test_a_flood_of_files_is_taken_in_and_the_manager_keeps_serving(start_manager, tmp_path: Path):
+    """FLOOD files dropped at once, one in ten broken: every broken one is rejected with its reason,
+    every valid one runs, and a job submitted in the middle of the flood is not starved by it."""
+    manager = start_manager("--cores", "2")
+    spool = Spool(manager.spool)
+    staging = spool.incoming / ".flood"
+    staging.mkdir()
+    for n in range(FLOOD):  # staged under a dot-name, then moved in one rename each: a flood, not a trickle
+        body = b'{"exec": 1}' if n % 10 == 0 else b'{"exec": "true", "name": "flood"}'
+        (staging / f"f{n:06d}.json").write_bytes(body)
+    started = time.monotonic()
+    for name in sorted(os.listdir(staging)):
+        os.rename(staging / name, spool.incoming / name)
+    staging.rmdir()
+    [urgent] = _submit(manager.spool, [{"name": "urgent", "exec": "true", "priority": 10}])
+    receipts = wait_until(lambda: len(os.listdir(spool.receipts)) >= FLOOD + 1 and os.listdir(spool.receipts),
+                          60 + FLOOD / 100, lambda: f"{len(os.listdir(spool.receipts))} receipts")
+    assert manager.wait_final(urgent)["state"] == "SUCCEEDED"
+    states = Counter(json.loads((spool.receipts / name).read_bytes())["state"] for name in receipts
+                     if name.startswith("f"))
+    assert states == Counter({"ACCEPTED": FLOOD - FLOOD // 10, "REJECTED": FLOOD // 10})
+    reasons = {path.read_text() for path in spool.rejected.glob("*.reason")}
+    assert len(list(spool.rejected.glob("*.reason"))) == FLOOD // 10
+    assert all(reason.endswith("exec: must be a string, got integer 1\n") for reason in reasons), reasons
+    done = wait_until(lambda: (info := manager.info()) and info["counts"].get("SUCCEEDED", 0) == FLOOD - FLOOD // 10 + 1
+                      and info["counts"], 60 + FLOOD / 50, lambda: str(manager.info()))
+    assert manager.proc.poll() is None and not done.get("QUEUED") and not done.get("RUNNING")
+    print(f"\nflood: {FLOOD} files ({FLOOD // 10} broken) taken in and run in {time.monotonic() - started:.1f} s; "
+          "the manager kept serving")
