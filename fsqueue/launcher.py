@@ -15,7 +15,7 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -260,6 +260,32 @@ def stop_orphans(groups: Iterable[tuple[int, int]], grace: float) -> list[int]:
     for pid in waiting:
         _kill_group(pid, signal.SIGKILL)
     return alive
+
+
+def job_process_groups(spool: str, job_ids: Container[str]) -> list[tuple[int, int]]:
+    """The process groups on this machine that run one of `job_ids` of `spool`: (leader pid, start).
+
+    Found by the environment every job gets (FSQ_SPOOL, FSQ_JOB_ID), not by a pid the dead manager
+    may not have had time to journal: its journal records a start before the process exists.
+    """
+    wanted_spool = f"FSQ_SPOOL={spool}".encode()
+    groups: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as handle:
+                environ = handle.read().split(b"\0")
+            pgid = os.getpgid(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+        if wanted_spool not in environ:
+            continue
+        job = next((item[11:].decode(errors="replace") for item in environ if item.startswith(b"FSQ_JOB_ID=")), None)
+        start = process_start(pgid)
+        if job in job_ids and start is not None and pgid != os.getpgrp():
+            groups[pgid] = start
+    return sorted(groups.items())
 
 
 def _group_alive(pgid: int) -> bool:

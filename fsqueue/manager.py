@@ -29,6 +29,7 @@ from fsqueue.launcher import (
     LaunchError,
     LocalLauncher,
     boot_id,
+    job_process_groups,
     process_start,
     stop_orphans,
 )
@@ -210,10 +211,8 @@ class Manager:
 
     def _stop_orphans(self, journaled: Mapping[str, Mapping[str, Any]]) -> None:
         """Jobs the last manager on this machine left running are stopped, then run again (docs/reliability.md)."""
-        groups = [(entry["pid"], entry["pid_start"]) for entry in journaled.values()
-                  if entry.get("state") == JobState.RUNNING and entry.get("pid") and entry.get("boot") == self._boot_id
-                  and entry.get("host") == self.identity.get("host")]
-        stopped = stop_orphans(groups, self.settings.grace)
+        running = {job_id for job_id, entry in journaled.items() if entry.get("state") == JobState.RUNNING}
+        stopped = stop_orphans(job_process_groups(str(self.spool.root), running), self.settings.grace) if running else []
         if stopped:
             log.warning("stopped %d job processes left running by the previous manager: %s", len(stopped),
                         " ".join(map(str, stopped[:20])))
