@@ -7,6 +7,7 @@ manager on another host takes over only once it has watched it stay unchanged (3
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -76,7 +77,10 @@ def test_manager_killed_on_one_node_restarts_on_the_other_and_loses_no_job(clust
     finally:
         pid_file = runs / "blocker.pid"
         if pid_file.exists():
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the orphan of the killed manager
+            # The orphan of the killed manager. The two "nodes" of the guest share one kernel, so node2's
+            # manager sees it in /proc and has stopped it already, as it would on node1 itself.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
     assert second.returncode == 0, c.log(second)
 
     statuses = {job_id: c.status(n1, job_id) for job_id in every}  # read back on node1
