@@ -69,8 +69,11 @@ class Intake:
 
     def submissions(self, now: float, scan: bool, known_ids: Container[str], limit: int) -> list[Submission]:
         """Claim and validate up to `limit` new files (if `scan`), and retry the torn ones."""
-        # Torn files are read again at every step; files the spool could not take (size -1) after the grace.
-        names = [name for name, (seen, size) in self._torn.items() if size >= 0 or now >= seen + self._torn_grace]
+        # Torn files are read again at each scan (an event or the poll: the writer may have finished) and
+        # when their grace ends; files the spool could not take (size -1) only then. Not at every step:
+        # a busy manager steps on every job's end.
+        names = [name for name, (seen, size) in self._torn.items()
+                 if (scan and size >= 0) or now >= seen + self._torn_grace]
         if scan:
             names += self._claim_new(self._spool.incoming, limit)
         accepted: list[Submission] = []
@@ -94,7 +97,7 @@ class Intake:
 
     def adopt(self, names: list[str]) -> None:
         for name in names:
-            if self._spool.is_known_submission(name, fresh=False):  # submissions() revalidated accepted/
+            if self._spool.is_known_submission(name):  # recover()'s scan of accepted/ revalidated it
                 # Accepted before the manager stopped, but its claimed copy was not dropped yet.
                 (self._spool.claimed / name).unlink(missing_ok=True)
             else:
@@ -146,7 +149,7 @@ class Intake:
             document = self._read(name, path, now)
             if document is None:
                 return None
-            if self._spool.is_known_submission(name, fresh=False):  # submissions() revalidated accepted/
+            if self._spool.is_known_submission(name):  # submissions() revalidated accepted/
                 self._spool.reject(path, name, f"duplicate: a submission named {name} was already accepted; "
                                    "use a new file name for a new submission", receipt=False)
                 return None
@@ -161,7 +164,7 @@ class Intake:
             return None
         stamped = [spec.document for spec in specs] if isinstance(document, list) else specs[0].document
         try:
-            self._spool.accept(path, name, orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE))
+            self._spool.accept(name, orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE))
         except OSError as failure:
             return self._retry_later(name, now, "accept", failure)
         return Submission(name, specs)

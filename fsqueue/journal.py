@@ -42,6 +42,7 @@ from typing import Any, Self
 import orjson
 
 from fsqueue.errors import JournalError, JournalWriteError
+from fsqueue.spool import fsync_dir, write_all
 
 VERSION = 1
 HEADER_KEY = "fsqueue_journal"
@@ -243,7 +244,7 @@ def _write_new(path: Path, data: bytes) -> int:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
         os.rename(tmp, path)
     except OSError as error:
@@ -255,13 +256,8 @@ def _write_new(path: Path, data: bytes) -> int:
 
 
 def _sync_directory(path: Path) -> None:
-    # fsync(2): syncing a file does not sync its directory entry; the rename is durable only after this.
     try:
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path.parent)
     except OSError as error:
         raise JournalWriteError(f"cannot sync the directory of the journal {path}: {error.strerror}") from error
 
@@ -318,8 +314,3 @@ def _write_all_at(fd: int, data: bytes, offset: int) -> None:
         written = os.pwrite(fd, view, offset)
         view, offset = view[written:], offset + written
 
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

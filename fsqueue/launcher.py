@@ -220,56 +220,14 @@ class SrunLauncher:
 # -- processes left by a manager that died ------------------------------------------------------------
 
 
-def process_start(pid: int) -> int | None:
-    """When process `pid` started (clock ticks since boot, /proc/PID/stat field 22), or None if it is gone.
-
-    With the boot id, this names one process for good: a pid alone can be reused by an unrelated one.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces or ')': split after the last one.
-    return int(text[text.rindex(b")") + 2 :].split()[19])
-
-
-def boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""
-
-
-def stop_orphans(groups: Iterable[tuple[int, int]], grace: float) -> list[int]:
-    """Stop the process groups a dead manager left running: (pid, start) of each leader, as recorded.
-
-    A group is signaled only while its leader is the very process recorded (same start time), so a
-    reused pid is never hit. SIGTERM to every group, up to `grace` seconds for them to go, then SIGKILL.
-    Returns the pids that were still running and were signaled.
-    """
-    alive = [pid for pid, start in groups if process_start(pid) == start]
-    for pid in alive:
-        _kill_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    waiting = list(alive)
-    while waiting and time.monotonic() < deadline:
-        time.sleep(0.02)  # not our children: there is nothing to wait on but their disappearance
-        waiting = [pid for pid in waiting if _group_alive(pid)]
-    for pid in waiting:
-        _kill_group(pid, signal.SIGKILL)
-    return alive
-
-
-def job_process_groups(spool: str, job_ids: Container[str]) -> list[tuple[int, int]]:
-    """The process groups on this machine that run one of `job_ids` of `spool`: (leader pid, start).
+def job_process_groups(spool: str, job_ids: Container[str]) -> list[int]:
+    """The process groups on this machine that run one of `job_ids` of `spool`.
 
     Found by the environment every job gets (FSQ_SPOOL, FSQ_JOB_ID), not by a pid the dead manager
     may not have had time to journal: its journal records a start before the process exists.
     """
     wanted_spool = f"FSQ_SPOOL={spool}".encode()
-    groups: dict[int, int] = {}
+    groups: set[int] = set()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -282,10 +240,25 @@ def job_process_groups(spool: str, job_ids: Container[str]) -> list[tuple[int, i
         if wanted_spool not in environ:
             continue
         job = next((item[11:].decode(errors="replace") for item in environ if item.startswith(b"FSQ_JOB_ID=")), None)
-        start = process_start(pgid)
-        if job in job_ids and start is not None and pgid != os.getpgrp():
-            groups[pgid] = start
-    return sorted(groups.items())
+        if job in job_ids and pgid != os.getpgrp():
+            groups.add(pgid)
+    return sorted(groups)
+
+
+def stop_orphans(groups: Iterable[int], grace: float) -> list[int]:
+    """Stop process groups a dead manager left running: SIGTERM to each, up to `grace` seconds for
+    them to go, then SIGKILL. Returns the groups that were still there and were signaled."""
+    alive = [pgid for pgid in groups if _group_alive(pgid)]
+    for pgid in alive:
+        _kill_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    waiting = list(alive)
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.02)  # not our children: there is nothing to wait on but their disappearance
+        waiting = [pgid for pgid in waiting if _group_alive(pgid)]
+    for pgid in waiting:
+        _kill_group(pgid, signal.SIGKILL)
+    return alive
 
 
 def _group_alive(pgid: int) -> bool:

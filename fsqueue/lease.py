@@ -43,7 +43,7 @@ from pathlib import Path
 import orjson
 
 from fsqueue.errors import LeaseLost, ManagerBusy, SpoolError
-from fsqueue.spool import revalidate
+from fsqueue.spool import atomic_write, revalidate, write_all
 
 VERSION = 1
 # squeue(1) states in which no process of the job runs any more (PENDING: requeued, its tasks were
@@ -167,12 +167,7 @@ class Lease:
         elif _token(data) != self.holder.token:
             raise LeaseLost(self._lost(data))
         else:
-            temp = _temp(self.path, following)
-            try:
-                os.rename(temp, self.path)
-            except OSError:
-                temp.unlink(missing_ok=True)
-                raise
+            atomic_write(self.path, following.dumps(), durable=True, sync_directory=False)
         self.holder = following
 
     def release(self) -> bool:
@@ -315,9 +310,7 @@ def _temp(path: Path, holder: Holder) -> Path:
     temp = path.with_name(f".{path.name}.{holder.token}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
-        view = memoryview(holder.dumps())
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, holder.dumps())
         os.fsync(fd)  # so that a lease never exists without its content, even after a crash of this node
     finally:
         os.close(fd)

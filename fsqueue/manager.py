@@ -28,9 +28,7 @@ from fsqueue.launcher import (
     Launcher,
     LaunchError,
     LocalLauncher,
-    boot_id,
     job_process_groups,
-    process_start,
     stop_orphans,
 )
 from fsqueue.model import JobRecord, JobSpec, JobState, advance
@@ -70,9 +68,6 @@ INFO_MIN_GAP = 0.5  # seconds: manager.json follows changes, but a busy manager 
 MIN_SWEEP_WINDOW = 64
 # After the spool refused a write (disk full, quota, I/O error), wait this long before trying again.
 WRITE_RETRY = 1.0
-# A started job's pid reaches the journal with the next fsync, at the latest this long after the start:
-# its state was fsynced before it started, and one fsync per link of a chain, not two, is the price.
-PID_SYNC_DELAY = 0.2
 
 
 class Phase(enum.StrEnum):
@@ -144,8 +139,6 @@ class Manager:
         self.journal: Journal | None = None  # opened by recover()
         self._writes_blocked_until = float("-inf")  # after the spool refused a write: no launch, no status write
         self._status_needs_sync = False  # journal records pending that a status file write would get ahead of
-        self._pids_due: float | None = None  # when pending pid records must be fsynced at the latest
-        self._boot_id = boot_id()
 
     # -- start-up ----------------------------------------------------------------------------------
     def recover(self, now: Now) -> None:
@@ -164,7 +157,7 @@ class Manager:
             for spec in specs:
                 on_disk = statuses.get(spec.id)
                 status = _newer(on_disk, journaled.get(spec.id)) or {}
-                state = JobState(status["state"]) if status.get("state") in JobState.__members__ else None
+                state = _state_of(status)
                 if state is not None and state.is_final:
                     if journal.may_lag(spec.id) and _lags(on_disk, status):
                         self._repair_status(spec, name, on_disk, status)
@@ -236,8 +229,8 @@ class Manager:
             if latest is None:
                 continue
             found[sweep_id][int(index)] = latest
-            final = latest.get("state") in JobState.__members__ and JobState(latest["state"]).is_final
-            if final and journal.may_lag(job_id) and _lags(on_disk, latest):
+            state = _state_of(latest)
+            if state is not None and state.is_final and journal.may_lag(job_id) and _lags(on_disk, latest):
                 spec, submission = sweeps[sweep_id]
                 self._repair_status(model.iteration_spec(spec, int(index)), submission, on_disk, latest)
         return found
@@ -251,17 +244,16 @@ class Manager:
 
     def _recover_sweep(self, spec: JobSpec, submission: str, status: dict[str, Any], state: JobState | None,
                        iterations: dict[int, dict[str, Any]], now: Now) -> None:
-        ended = {index: doc["state"] for index, doc in iterations.items()
-                 if doc.get("state") in JobState.__members__ and JobState(doc["state"]).is_final}
+        ended = {index: doc["state"] for index, doc in iterations.items() if (it := _state_of(doc)) and it.is_final}
         resume = {index: doc for index, doc in iterations.items() if index not in ended and index < len(spec.sweep)}
         record = dataclasses.replace(self._new_record(spec, submission, status.get("submit_time") or now.wall),
                                      state=state, seq=status.get("seq", 0), start_time=status.get("start_time"))
         if state is None:  # accepted, and the manager died before it recorded anything more
             record = advance(record, JobState.QUEUED)
-        reason = scheduler.never_fits(_request(spec), self._capacity, self._gpu_capacity)
-        if reason:  # as for a job: it waits in the spool for an allocation that can hold its iterations
+        misfit = self._misfit(spec)
+        if misfit:
             self._set(record)
-            self._explain(spec.id, f"does not fit this allocation ({reason}); waits for a larger one")
+            self._explain(spec.id, misfit)
             return
         self._start_sweep(record, SweepRun.start(spec.id, len(spec.sweep), ended, resume), now)
 
@@ -271,13 +263,17 @@ class Manager:
         # A job still queued as the journal has it is neither journaled nor written again: with 100,000
         # jobs in a spool that is most of a restart's writes (scripts/bench/recover).
         self._set(record, recorded=journaled and record.state == state and record.seq == status.get("seq"))
-        reason = scheduler.never_fits(_request(spec), self._capacity, self._gpu_capacity)
-        if reason:
-            # Accepted under a larger allocation: it stays queued in the spool for one that can hold it,
-            # and does not keep a draining manager waiting.
-            self._explain(spec.id, f"does not fit this allocation ({reason}); waits for a larger one")
+        misfit = self._misfit(spec)
+        if misfit:
+            self._explain(spec.id, misfit)
             return
         self._enqueue(self.records[spec.id], now)
+
+    def _misfit(self, spec: JobSpec) -> str | None:
+        """Why a job accepted under a larger allocation cannot run in this one. It stays queued in the
+        spool (a sweep with all its iterations) for one that can hold it, and keeps no draining manager."""
+        reason = scheduler.never_fits(_request(spec), self._capacity, self._gpu_capacity)
+        return None if reason is None else f"does not fit this allocation ({reason}); waits for a larger one"
 
     def _restored(self, spec: JobSpec, submission: str, status: Mapping[str, Any], state: JobState | None,
                   now: Now) -> JobRecord:
@@ -388,9 +384,7 @@ class Manager:
                 record = advance(record, JobState.QUEUED)
                 self._set(record)
                 self._enqueue(record, now)
-                if spec.id in self._canceled_early:
-                    self._canceled_early.discard(spec.id)
-                    self._cancel(spec.id, now)
+                self._cancel_if_asked(spec.id, now)
             ids.append(spec.id)
         self.spool.write_receipt(submission.name, {"state": "ACCEPTED", "ids": ids})
 
@@ -416,9 +410,7 @@ class Manager:
             self._end_sweep(run, now.wall)
         elif run.unmade:
             self._feeding[sweep_id] = None
-        if sweep_id in self._canceled_early:
-            self._canceled_early.discard(sweep_id)
-            self._cancel(sweep_id, now)
+        self._cancel_if_asked(sweep_id, now)
 
     def _feed_sweeps(self, now: Now) -> None:
         for sweep_id in list(self._feeding):
@@ -431,15 +423,11 @@ class Manager:
                 if resumed is None:
                     record = advance(self._new_record(spec, sweep.submission, sweep.submit_time), JobState.QUEUED)
                 else:
-                    state = resumed.get("state")
-                    record = self._restored(spec, sweep.submission, resumed,
-                                            JobState(state) if state in JobState.__members__ else None, now)
+                    record = self._restored(spec, sweep.submission, resumed, _state_of(resumed), now)
                 self._admitted[spec.id] = (self._admitted[sweep_id][0], index)
                 self._set(record)
                 self._enqueue(record, now)
-                if spec.id in self._canceled_early:
-                    self._canceled_early.discard(spec.id)
-                    self._cancel(spec.id, now)
+                self._cancel_if_asked(spec.id, now)
             if not run.unmade:
                 del self._feeding[sweep_id]
 
@@ -522,6 +510,12 @@ class Manager:
         for job_id in wanted:
             self._cancel(job_id, now)
 
+    def _cancel_if_asked(self, job_id: str, now: Now) -> None:
+        """A cancel that came before the job (its file was late, or it is an iteration not made yet)."""
+        if job_id in self._canceled_early:
+            self._canceled_early.discard(job_id)
+            self._cancel(job_id, now)
+
     def _cancel(self, job_id: str, now: Now) -> None:
         record = self.records.get(job_id)
         if record is None and job_id not in self._finished_ids:
@@ -571,10 +565,11 @@ class Manager:
                 continue
             for node in record.placement.nodes if record.placement else ():
                 self._node_failures.pop(node, None)
-            if stopped and stopped[0] == JobState.QUEUED:
+            ended = exit.ended_at if exit.ended_at is not None else now.wall
+            changes = {"exit_code": exit.exit_code, "signal": exit.signal, "usage": exit.usage, "end_time": ended}
+            if stopped and stopped[0] == JobState.QUEUED:  # interrupted by its manager's stop: runs again
                 self._set(advance(record, JobState.QUEUED, attempt=record.attempt + 1, reason=stopped[1],
-                                  placement=None, exit_code=exit.exit_code, signal=exit.signal, usage=exit.usage,
-                                  end_time=exit.ended_at if exit.ended_at is not None else now.wall))
+                                  placement=None, **changes))
                 continue
             if stopped:
                 state, reason = stopped
@@ -584,8 +579,6 @@ class Manager:
                 state = JobState.FAILED
                 reason = f"exit code {exit.exit_code}" if exit.signal is None else f"killed by signal {exit.signal}"
                 reason += f" ({exit.detail})" if exit.detail else ""
-            ended = exit.ended_at if exit.ended_at is not None else now.wall
-            changes = {"exit_code": exit.exit_code, "signal": exit.signal, "usage": exit.usage, "end_time": ended}
             # Retries count the job's own failures: a run its manager interrupted costs none.
             if state in (JobState.FAILED, JobState.TIMEOUT) and record.failures < record.spec.retries:
                 self._retry(record, f"attempt {record.attempt} {state.lower()}: {reason}", changes)
@@ -688,7 +681,7 @@ class Manager:
 
     def _sync_journal(self, now: Now) -> bool:
         if self.journal is None or not self.journal.pending:
-            self._status_needs_sync, self._pids_due = False, None
+            self._status_needs_sync = False
             return True
         if now.mono < self._writes_blocked_until:
             return False
@@ -698,7 +691,7 @@ class Manager:
             log.error("%s; no job is started and no status file written until it can be", error)
             self._writes_blocked_until = now.mono + WRITE_RETRY
             return False
-        self._status_needs_sync, self._pids_due = False, None
+        self._status_needs_sync = False
         return True
 
     def _launch(self, record: JobRecord, placement: model.Placement, now: Now) -> None:
@@ -714,8 +707,6 @@ class Manager:
             self._free[node].difference_update(cores)
         for node, gpus in placement.gpus:
             self._free_gpus[node] = [gpu for gpu in self._free_gpus[node] if gpu not in gpus]
-        if self._pids_due is None:
-            self._pids_due = now.mono + PID_SYNC_DELAY
         if record.spec.walltime is not None:
             self._walltime_at[job_id] = now.mono + record.spec.walltime
         self._set(advance(record, JobState.RUNNING, placement=placement, start_time=started, end_time=None,
@@ -765,7 +756,8 @@ class Manager:
         changed = old is None or old.state != record.state or old.attempt != record.attempt
         if self.journal is not None and changed and not recorded:
             self.journal.append(self._journal_entry(record))
-            # RUNNING was fsynced before the start (_journal_launches); this record adds the pid.
+            # RUNNING was fsynced before the start (_journal_launches); this record adds its start time and
+            # pid, for people: it goes with the next sync, and recovery finds orphans without it.
             self._status_needs_sync = self._status_needs_sync or record.state != JobState.RUNNING
         if record.spec.sweep is not None:  # its iterations are the jobs that count, run and log
             if newly_final:
@@ -800,16 +792,13 @@ class Manager:
         if record.state.is_final:
             entry.update(exit_code=record.exit_code, signal=record.signal, reason=record.reason)
         elif record.state == JobState.RUNNING and record.placement is not None:
-            pid = self.launcher.pid_of(record.spec.id)
-            entry.update(cores={node: list(cores) for node, cores in record.placement.cores}, pid=pid,
-                         pid_start=process_start(pid) if pid else None, host=self.identity.get("host"),
-                         boot=self._boot_id)
+            entry.update(cores={node: list(cores) for node, cores in record.placement.cores},
+                         pid=self.launcher.pid_of(record.spec.id))
         return entry
 
     def _flush(self, now: Now, force: bool = False) -> None:
         # The journal first: a status file never says more than the journal a restart would read.
-        pids_due = self._pids_due is not None and now.mono >= self._pids_due
-        if (self._status_needs_sync or pids_due) and not self._sync_journal(now):
+        if self._status_needs_sync and not self._sync_journal(now):
             if now.mono >= self._next_info_due():
                 self._write_info_safely(now)
             return
@@ -896,8 +885,6 @@ class Manager:
         deadlines += self._backoff.values()
         if self._writes_blocked_until > now.mono:
             deadlines.append(self._writes_blocked_until)
-        if self._pids_due is not None:
-            deadlines.append(self._pids_due)
         retry = self._intake.next_retry()
         if retry is not None:
             deadlines.append(min(retry, now.mono + self.settings.poll))
@@ -921,6 +908,12 @@ class _Journaled:
         """Whether the job's status file is worth reading: the journal does not know the job, or its
         last records came after the last check (the manager may have died before writing the file)."""
         return job_id not in self.latest or job_id in self.recent
+
+
+def _state_of(status: Mapping[str, Any]) -> JobState | None:
+    """The state a status file or journal record names; None for none, or for a word that is no state."""
+    state = status.get("state")
+    return JobState(state) if state in JobState.__members__ else None
 
 
 def _lags(on_disk: Mapping[str, Any] | None, journaled: Mapping[str, Any]) -> bool:

@@ -66,7 +66,7 @@ class Inputs:
 
 
 def collect(spool: Spool, now: float) -> Inputs:
-    documents = (spool.read_status(job_id) for job_id in spool.status_ids())
+    documents = spool.read_statuses(spool.status_ids()).values()
     view = client.manager(spool.root, now)
     nodes = list((view.info or {}).get("nodes", []))
     return Inputs(str(spool.root), [doc for doc in documents if doc], read_joblog(spool.joblog), view, now, nodes)

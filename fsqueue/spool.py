@@ -35,6 +35,7 @@ but the owner may write into a spool, and the manager runs only files its own us
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -126,19 +127,26 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = F
     tmp = f"{directory}/.{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
-        if mode != 0o600:
-            os.fchmod(fd, mode)  # past the umask (a user's 077 would keep a group-shared spool unreadable)
-        _write_all(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            if mode != 0o600:
+                os.fchmod(fd, mode)  # past the umask (a user's 077 would keep a group-shared spool unreadable)
+            write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        # A full disk must not fill up further with the partial copies of every failed try.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     if durable and sync_directory:
         fsync_dir(Path(directory))
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until all of `data` is written (a write may be short)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -355,7 +363,7 @@ class Spool:
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -408,39 +416,25 @@ class Spool:
             raise Unsafe(f"it cannot be opened: {error.strerror}") from error
         try:
             info = os.fstat(fd)
-            self._check_request_file(info)
+            # The group may write files of its own into a spool it cannot enter, not into one it can.
+            _check_owned_file(info, group_may_write=not info.st_mode & stat.S_IWGRP or not self.group_can_enter(),
+                              single_link=True)
             return _read_all(fd, info.st_size)
         finally:
             os.close(fd)
 
-    def _check_request_file(self, info: os.stat_result) -> None:
-        if not stat.S_ISREG(info.st_mode):
-            raise Unsafe(f"it is not a regular file (mode {stat.filemode(info.st_mode)})")
-        if info.st_uid != os.geteuid():
-            raise Unsafe(f"it belongs to uid {info.st_uid}, not to the manager's user ({os.geteuid()})")
-        if info.st_nlink != 1:
-            raise Unsafe(f"it has {info.st_nlink} hard links; it may be a file from outside the spool")
-        if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and self.group_can_enter()):
-            raise Unsafe(f"other users could have written it (mode {stat.filemode(info.st_mode)})")
-        if info.st_size > MAX_SUBMISSION_BYTES:
-            raise Unsafe(f"it is {info.st_size} bytes; the limit is {MAX_SUBMISSION_BYTES}")
-
     def read_parameter_file(self, path: str) -> str:
-        """A sweep's parameter file, named by a job: its lines become arguments, so it must be the
-        manager's user's own and writable by nobody else (the same rule as for job files)."""
+        """A sweep's parameter file, named by a job: its lines become arguments, so it must be the user's
+        own and writable by nobody else, the group included (it lies outside the spool, in any directory).
+        ValueError says why not, for the job's rejection."""
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise ValueError(f"not a regular file (mode {stat.filemode(info.st_mode)})")
-            if info.st_uid != os.geteuid():
-                raise ValueError(f"it belongs to uid {info.st_uid}, not to the manager's user ({os.geteuid()})")
-            if info.st_mode & (stat.S_IWOTH | stat.S_IWGRP):
-                raise ValueError(f"other users could have written it (mode {stat.filemode(info.st_mode)}); "
-                                 "run `chmod go-w` on it")
-            if info.st_size > MAX_SUBMISSION_BYTES:
-                raise ValueError(f"it is {info.st_size} bytes; the limit is {MAX_SUBMISSION_BYTES}")
+            _check_owned_file(info, group_may_write=False)
             return _read_all(fd, info.st_size).decode()
+        except Unsafe as error:
+            raise ValueError(f"{error}; run `chmod go-w` on it" if "could have written" in str(error) else
+                             str(error)) from error
         finally:
             os.close(fd)
 
@@ -462,7 +456,7 @@ class Spool:
             self.write_receipt(original_name, {"state": "REJECTED", "reason": reason, "file": str(target)})
         return target
 
-    def accept(self, claimed: Path, name: str, stamped: bytes) -> None:
+    def accept(self, name: str, stamped: bytes) -> None:
         """Record an accepted submission with every job's id. The claimed copy stays until
         commit_accepted() has made the new name durable."""
         atomic_write(self.accepted / name, stamped, durable=True, sync_directory=False)
@@ -473,9 +467,8 @@ class Spool:
         for name in names:
             (self.claimed / name).unlink(missing_ok=True)
 
-    def is_known_submission(self, name: str, *, fresh: bool = True) -> bool:
-        if fresh:
-            revalidate(self.accepted)  # accepted by a manager on another node, before a failover
+    def is_known_submission(self, name: str) -> bool:
+        """Whether accepted/ has `name`; the caller revalidated accepted/ first (one GETATTR per batch)."""
         return os.path.lexists(self.accepted / name)
 
     def write_receipt(self, name: str, document: dict[str, Any]) -> None:
@@ -500,6 +493,9 @@ class Spool:
 
         One revalidation of status/ for all of them, rather than one per file as read_status does.
         """
+        job_ids = list(job_ids)
+        if not job_ids:
+            return {}  # nothing to read: no GETATTR either (recovery asks once per accepted file)
         revalidate(self.status_dir)
         return {job_id: read_json(self.status_path(job_id), fresh=False) for job_id in job_ids}
 
@@ -535,6 +531,22 @@ def read_json(path: Path, *, fresh: bool = True) -> Any:
             if error.errno != errno.ESTALE:
                 raise
     return None
+
+
+def _check_owned_file(info: os.stat_result, *, group_may_write: bool, single_link: bool = False) -> None:
+    """Refuse a file the manager would act on that another user owns or could have written, or that is
+    not a regular file or too big (the rule for job files, control files and parameter files).
+    `single_link`: a file in the spool with a second name may be a file from outside it."""
+    if not stat.S_ISREG(info.st_mode):
+        raise Unsafe(f"it is not a regular file (mode {stat.filemode(info.st_mode)})")
+    if info.st_uid != os.geteuid():
+        raise Unsafe(f"it belongs to uid {info.st_uid}, not to the manager's user ({os.geteuid()})")
+    if single_link and info.st_nlink != 1:
+        raise Unsafe(f"it has {info.st_nlink} hard links; it may be a file from outside the spool")
+    if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not group_may_write):
+        raise Unsafe(f"other users could have written it (mode {stat.filemode(info.st_mode)})")
+    if info.st_size > MAX_SUBMISSION_BYTES:
+        raise Unsafe(f"it is {info.st_size} bytes; the limit is {MAX_SUBMISSION_BYTES}")
 
 
 def _read_all(fd: int, size_hint: int) -> bytes:

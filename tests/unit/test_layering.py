@@ -20,7 +20,7 @@ ALLOWED = {
     "scheduler": {"model"},
     "deps": set(),
     "spool": {"errors"},
-    "journal": {"errors"},
+    "journal": {"errors", "spool"},
     "lease": {"errors", "spool"},
     "intake": {"model", "spool", "errors"},
     "launcher": {"model"},
