@@ -179,12 +179,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     for path in args.files:
         client.submit(spool.root, _job_file(path, args.format, "run"), wd=os.getcwd())
     manager = _manager(args, spool, drain=True)
-    progress = Progress(sys.stderr, total=0, interactive=sys.stderr.isatty())  # 0: the manager's counts say
+    progress = Progress(sys.stderr, interactive=sys.stderr.isatty())
     manager.on_change = lambda _record: progress.counts(manager.counts)
     started = time.monotonic()
     run(manager)
     progress.close()
-    summary = RunSummary.of(manager.records.values(), time.monotonic() - started, spool.root, manager.counts)
+    summary = RunSummary.of(manager.records.values(), manager.counts, time.monotonic() - started, spool.root)
     print(summary.render(), file=sys.stderr)
     return EXIT_OK if summary.all_succeeded else EXIT_JOB_FAILED
 
@@ -289,7 +289,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     if args.all == bool(args.refs):
         raise FsqError("give job ids or names, or --all")
     if args.all:
-        progress = Progress(sys.stderr, total=0, interactive=sys.stderr.isatty())
+        progress = Progress(sys.stderr, interactive=sys.stderr.isatty())
         try:
             counts = client.wait_all(spool, timeout=args.timeout, poll_max=args.poll, on_progress=progress.counts)
         finally:

@@ -16,11 +16,9 @@ import orjson
 
 from fsqueue import model
 from fsqueue.errors import FsqError, SpoolError, WaitTimeout
-from fsqueue.spool import IdMaker, Spool, is_job_id
+from fsqueue.spool import IdMaker, Spool, is_job_id, manager_alive
 
 StatusDoc = dict[str, Any]
-FINAL = frozenset(state.value for state in model.FINAL_STATES)
-STALE_AFTER_INTERVALS = 3
 
 
 def submit(spool: str | os.PathLike[str], jobs: dict[str, Any] | list[dict[str, Any]], *, wd: str | None = None,
@@ -34,15 +32,11 @@ def submit(spool: str | os.PathLike[str], jobs: dict[str, Any] | list[dict[str, 
     documents = jobs if isinstance(jobs, list) else [jobs]
     if wd is not None:
         documents = [doc if not isinstance(doc, dict) or "wd" in doc else {**doc, "wd": wd} for doc in documents]
-    specs = model.parse_jobs(documents if isinstance(jobs, list) else documents[0], IdMaker().many(), _read_text)
+    specs = model.parse_jobs(documents if isinstance(jobs, list) else documents[0], IdMaker().many(),
+                             target.read_parameter_file)  # the manager's own rule for whose file it may be
     stamped = [spec.document for spec in specs] if isinstance(jobs, list) else specs[0].document
     target.publish(target.incoming, f"{specs[0].id}.json", orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE))
     return [spec.id for spec in specs]
-
-
-def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
 
 
 def command_job(argv: Sequence[str], *, name: str | None = None, cores: int | None = None,
@@ -106,10 +100,8 @@ def manager(spool: str | os.PathLike[str], now: float | None = None) -> ManagerV
     now = time.time() if now is None else now
     if not info:
         return ManagerView(None, False, "no manager has served this spool yet")
-    beat = float(info.get("heartbeat", 0))
-    stale = now - beat > STALE_AFTER_INTERVALS * float(info.get("interval", 2)) + 5
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(beat))
-    if info.get("phase") == "stopped" or stale:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info.get("heartbeat", 0))))
+    if not manager_alive(info, now):
         return ManagerView(info, False, f"manager not running since {when} (last heartbeat)")
     return ManagerView(info, True, f"manager {info.get('phase')} on {info.get('host')} pid {info.get('pid')}, heartbeat {when}")
 
@@ -160,7 +152,7 @@ def wait(
         # written on the manager's node can otherwise stay missing or old here for 30-60 s.
         for job_id, current in sorted(target.read_statuses(pending_ids).items()):
             current = current or _unstarted_iteration(target, job_id)
-            if current and current.get("state") in FINAL:
+            if current and current.get("state") in model.FINAL_STATES:  # a StrEnum: its strings match
                 final[job_id] = current
                 pending_ids.discard(job_id)
                 if on_final:

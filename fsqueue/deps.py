@@ -13,10 +13,9 @@ A cycle dooms the jobs on it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-CONDITIONS = ("afterok", "afterany", "afternotok")
 SUCCEEDED = "SUCCEEDED"
 
 
@@ -214,12 +213,12 @@ class Dependencies:
         """A cycle of waiting jobs through `start`, as a path, or [] (depth-first, iterative)."""
         path: list[str] = [start]
         iterators = [iter(self._waits.get(start, {}))]
-        on_path, seen = {start}, {start}
+        seen = {start}
         while iterators:
             target = next(iterators[-1], None)
             if target is None:
                 iterators.pop()
-                on_path.discard(path.pop())
+                path.pop()
                 continue
             if target == start:
                 return list(path)
@@ -227,15 +226,9 @@ class Dependencies:
                 continue
             seen.add(target)
             path.append(target)
-            on_path.add(target)
             iterators.append(iter(self._waits[target]))
         return []
 
 
 def _merge(first: Outcome, second: Outcome) -> Outcome:
     return Outcome(first.ready + second.ready, first.doomed + second.doomed)
-
-
-def parse_after(items: Iterable[str | Mapping[str, str]]) -> list[After]:
-    """The `after` field of a validated job, as After values."""
-    return [After(item) if isinstance(item, str) else After(item["job"], item.get("when", "afterok")) for item in items]

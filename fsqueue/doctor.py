@@ -30,7 +30,7 @@ from fsqueue.mounts import (
     mount_for,
     parse_mounts,
 )
-from fsqueue.spool import Spool, fsync_dir, read_json, revalidate
+from fsqueue.spool import Spool, fsync_dir, manager_alive, revalidate
 
 FORMAT_VERSION = 1
 MIN_FREE_BYTES = 1 << 30
@@ -233,8 +233,7 @@ def judge_manager(info: dict[str, Any] | None, now: float) -> Finding:
     beat = float(info.get("heartbeat", 0))
     age = max(0.0, now - beat)
     who = f"{info.get('host', '?')} pid {info.get('pid', '?')}"
-    # The rule of fsq status (docs/spool.md, manager.json): stale after 3 intervals plus 5 s of clock slack.
-    if info.get("phase") != "stopped" and age <= 3 * float(info.get("interval", 2)) + 5:
+    if manager_alive(info, now):  # the rule of fsq status
         return Finding(Level.OK, "manager.alive", f"manager {info.get('phase')} on {who}, heartbeat {age:.1f} s ago",
                        f"It scans the spool every {_seconds(info.get('poll'))}.")
     return Finding(Level.NOTE, "manager.stopped",
@@ -407,7 +406,7 @@ def _count(directory: Path) -> int | None:
 
 def _manager_info(spool: Spool) -> dict[str, Any] | None:
     try:
-        info = read_json(spool.manager_file)
+        info = spool.read_manager_info()
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None

@@ -277,7 +277,7 @@ def parse_jobs(document: Any, ids: Iterator[str], read_text: Callable[[str], str
     elif isinstance(document, dict):
         items = [("", document)]
     else:
-        raise InvalidJob(f"a submission is a JSON object or a list of objects, got {_json_type(document)}")
+        raise InvalidJob(f"a submission is a JSON object or a list of objects, got {json_type(document)}")
     errors: list[str] = []
     specs: list[JobSpec] = []
     for prefix, job in items:
@@ -330,7 +330,7 @@ def accepted_specs(document: Any) -> list[JobSpec]:
 def job_problems(job: Any) -> list[str]:
     """Every reason this one job is invalid, as 'field: why' strings; empty when valid."""
     if not isinstance(job, dict):
-        return [f"job: must be an object, got {_json_type(job)}"]
+        return [f"job: must be an object, got {json_type(job)}"]
     problems = [_describe(error) for error in _validator().iter_errors(job)]
     if problems:
         return sorted(problems)
@@ -436,12 +436,13 @@ def parse_duration(value: float | str) -> float:
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def _show(value: Any) -> str:
-    text = orjson.dumps(value).decode() if not isinstance(value, (dict, list)) else _json_type(value)
+def show_value(value: Any) -> str:
+    """A value as a message quotes it: JSON for a scalar, its type for an object or array, at most 60 characters."""
+    text = orjson.dumps(value).decode() if not isinstance(value, (dict, list)) else json_type(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -464,8 +465,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
             return f"{field}: {error.message}"
         return f"{where}{extra[0]}: unknown field (known: {', '.join(known)})"
     messages = {
-        "type": lambda: f"must be {_type_words(expected)}, got {_json_type(got)}"
-        + ("" if got is None or isinstance(got, (dict, list)) else f" {_show(got)}"),
+        "type": lambda: f"must be {_type_words(expected)}, got {json_type(got)}"
+        + ("" if got is None or isinstance(got, (dict, list)) else f" {show_value(got)}"),
         "minimum": lambda: f"must be >= {expected}, got {got}",
         "maximum": lambda: f"must be <= {expected}, got {got}",
         "minLength": lambda: "must not be empty" if expected == 1 else f"must be at least {expected} characters",
@@ -474,10 +475,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
         "minItems": lambda: "must not be empty" if expected == 1 else f"needs at least {expected} items",
         "minProperties": lambda: "must not be empty" if expected == 1 else f"needs at least {expected} entries",
         "maxProperties": lambda: f"has {len(got)} entries; at most {expected}",
-        "const": lambda: f"must be {expected}, got {_show(got)}",
-        "pattern": lambda: _PATTERN_WORDS.get(field, "does not have the expected form").format(_show(got)),
+        "const": lambda: f"must be {expected}, got {show_value(got)}",
+        "pattern": lambda: _PATTERN_WORDS.get(field, "does not have the expected form").format(show_value(got)),
         "exclusiveMinimum": lambda: f"must be > {expected}, got {got}",
-        "enum": lambda: f"must be one of {', '.join(map(str, expected))}, got {_show(got)}",
+        "enum": lambda: f"must be one of {', '.join(map(str, expected))}, got {show_value(got)}",
         "required": lambda: f"needs {', '.join(repr(r) for r in expected if r not in got)}",
     }
     describe = messages.get(kind)

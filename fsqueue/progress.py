@@ -1,8 +1,8 @@
 """How a run looks to the person who started it: a progress line while it works, a summary at the end.
 
 A terminal gets one line redrawn in place; a log file gets a plain line every few seconds, so that
-`fsq run ... 2> run.log` stays readable. `fsq run` feeds it every job's transitions; `fsq wait --all`
-feeds it the manager's counts per state.
+`fsq run ... 2> run.log` stays readable. Both `fsq run` (at each transition) and `fsq wait --all`
+feed it the manager's counts per state.
 """
 
 from __future__ import annotations
@@ -14,41 +14,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from fsqueue.model import JobRecord, JobState
+from fsqueue.model import FINAL_STATES, JobRecord, JobState
 
 _REDRAW_EVERY = 0.1
 _LOG_EVERY = 5.0
-_FINAL = frozenset(str(state) for state in JobState if state.is_final)
 
 
 class Progress:
-    """`total` is the number of jobs to wait for; 0 means all the jobs the counts know of."""
+    """The jobs to wait for are all the jobs the manager's counts know of (a sweep counts its iterations)."""
 
-    def __init__(self, stream: TextIO, total: int, interactive: bool) -> None:
-        self._stream, self._total, self._interactive = stream, total, interactive
-        self._states: dict[str, JobState] = {}
+    def __init__(self, stream: TextIO, interactive: bool) -> None:
+        self._stream, self._interactive = stream, interactive
         self._counts: collections.Counter[str] = collections.Counter()
         self._started = time.monotonic()
         self._done_before: int | None = None  # jobs already done at the first look: not part of the rate
         self._last_draw = 0.0
 
-    def update(self, record: JobRecord) -> None:
-        """One job changed state (Manager.on_change)."""
-        old = self._states.get(record.spec.id)
-        if old is not None:
-            self._counts[old] -= 1
-        assert record.state is not None
-        self._states[record.spec.id] = record.state
-        self._counts[record.state] += 1
-        self._maybe_draw()
-
     def counts(self, counts: Mapping[str, int]) -> None:
-        """The manager's counts per state (client.wait_all's on_progress)."""
+        """The manager's counts per state (fsq run's Manager.on_change, client.wait_all's on_progress)."""
         self._counts = collections.Counter(counts)
         self._maybe_draw()
 
     def _maybe_draw(self) -> None:
-        done = sum(n for state, n in self._counts.items() if state in _FINAL)
+        done = sum(n for state, n in self._counts.items() if state in FINAL_STATES)
         if self._done_before is None:
             self._done_before = done
         now = time.monotonic()
@@ -57,8 +45,8 @@ class Progress:
 
     def _draw(self, now: float) -> None:
         self._last_draw = now
-        done = sum(n for state, n in self._counts.items() if state in _FINAL)
-        total = self._total or sum(self._counts.values())
+        done = sum(n for state, n in self._counts.items() if state in FINAL_STATES)
+        total = sum(self._counts.values())
         failed = done - self._counts[JobState.SUCCEEDED]
         rate = (done - (self._done_before or 0)) / max(now - self._started, 1e-9)
         text = (f"{done}/{total} done, {self._counts[JobState.RUNNING]} running, {failed} not succeeded, "
@@ -93,12 +81,9 @@ class RunSummary:
     spool: Path
 
     @classmethod
-    def of(cls, records: Iterable[JobRecord], elapsed: float, spool: Path,
-           counts: Mapping[str, int] | None = None) -> RunSummary:
-        """`counts` per state when not every job has a record (a sweep's ended iterations have none)."""
-        records = list(records)
-        if counts is None:
-            counts = collections.Counter(str(record.state) for record in records)
+    def of(cls, records: Iterable[JobRecord], counts: Mapping[str, int], elapsed: float, spool: Path) -> RunSummary:
+        """The manager's counts per state (a sweep's ended iterations have no record left), and the
+        records that did not succeed, for the lines that name them."""
         failed = [record for record in records if record.state != JobState.SUCCEEDED]
         return cls({str(state): n for state, n in counts.items() if n}, elapsed, failed, spool)
 

@@ -9,7 +9,6 @@ refused with a message that names the QCG field.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 import shlex
@@ -20,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from fsqueue import model
+from fsqueue import sweep as sweeps
 from fsqueue.errors import InvalidJob
 
 MODELS = ("default", "threads", "openmpi", "intelmpi", "srunmpi")  # executionschema.SlurmExecution.JOB_MODELS
@@ -92,7 +92,7 @@ def translate(document: Any, context: Context) -> Translation:
         directories.update(dict.fromkeys(dirs))
         notes += job_notes
     if errors:
-        more = " (and more; first 5 shown)" if len(errors) > model.MAX_ERRORS_SHOWN else ""
+        more = f" (and more; first {model.MAX_ERRORS_SHOWN} shown)" if len(errors) > model.MAX_ERRORS_SHOWN else ""
         raise InvalidJob("; ".join(errors[: model.MAX_ERRORS_SHOWN]) + more)
     return Translation(jobs, origins, list(directories), notes, finish)
 
@@ -104,7 +104,7 @@ def _submitted(document: Any, context: Context) -> tuple[list[tuple[str, int, An
     """Every job description with its path, request number and request variables; and the finish request."""
     if not isinstance(document, list):
         raise InvalidJob(f"a QCG request file is a JSON array of requests (QCG's file mode reads nothing else), "
-                         f"got {_json_type(document)}")
+                         f"got {model.json_type(document)}")
     if document and all(isinstance(item, dict) and "request" not in item for item in document):
         # What the Python API's Jobs.save_to_file writes, and Manager.submit sends as one request.
         variables = _request_variables(1, context)
@@ -122,7 +122,7 @@ def _submitted(document: Any, context: Context) -> tuple[list[tuple[str, int, An
             submitted += [(f"{path}.jobs[{j}]", index, job, variables) for j, job in enumerate(jobs)]
         elif kind == "control":
             if request.get("command") != "finishAfterAllTasksDone":
-                raise InvalidJob(f"{path}.command: {_show(request.get('command'))} is not a QCG control command "
+                raise InvalidJob(f"{path}.command: {model.show_value(request.get('command'))} is not a QCG control command "
                                  f"(the only one is finishAfterAllTasksDone)")
             finish = True
         elif kind in _NO_FILE_FORM:
@@ -173,7 +173,7 @@ def _job(path: str, request: int, job: Any, variables: dict[str, str], context: 
     _check_keys(execution, "execution", f"{path}.execution")
     kind = _model(execution, path)
     resources, counts = _resources(job.get("resources", {"numCores": {"exact": 1}}), kind, path)
-    sweep, iterations, notes = _iteration(job.get("iteration"), path)
+    sweep, notes = _iteration(job.get("iteration"), path)
     start = _start_variables(context.root_wd, counts, sweep)
     out: dict[str, Any] = {"name": name, **_program(execution, path, start, sweep)}
     if resources != {"cores": 1}:
@@ -188,8 +188,15 @@ def _job(path: str, request: int, job: Any, variables: dict[str, str], context: 
     problems = [_blame(path, problem) for problem in model.job_problems(out)]
     if problems:
         raise InvalidJob("; ".join(problems))
-    directories = list(dict.fromkeys(_expand(out["wd"], values) for values in iterations)) if sweep else [out["wd"]]
-    return out, directories, notes + after_notes
+    return out, _directories(out["wd"], sweep), notes + after_notes
+
+
+def _directories(wd: str, sweep: dict[str, Any] | None) -> list[str]:
+    """The working directories QCG would create: one per iteration when the wd names the iteration."""
+    if sweep is None or "${" not in wd:
+        return [wd]
+    iterations = sweeps.Sweep.parse(sweep)
+    return list(dict.fromkeys(sweeps.substitute(wd, iterations.variables(i)) for i in range(len(iterations))))
 
 
 def _name(job: dict[str, Any], path: str, variables: dict[str, str], named: dict[str, tuple[str, int]]) -> str:
@@ -207,11 +214,11 @@ def _name(job: dict[str, Any], path: str, variables: dict[str, str], named: dict
 def _model(execution: dict[str, Any], path: str) -> str:
     kind = execution.get("model") or "default"
     if not isinstance(kind, str) or kind.lower() not in MODELS:
-        raise InvalidJob(f"{path}.execution.model: {_show(kind)} is not supported; use "
+        raise InvalidJob(f"{path}.execution.model: {model.show_value(kind)} is not supported; use "
                          f"{', '.join(MODELS[:-1])} or {MODELS[-1]}")
     options = execution.get("model_opts") or {}
     if not isinstance(options, dict):
-        raise InvalidJob(f"{path}.execution.model_opts: must be an object, got {_json_type(options)}")
+        raise InvalidJob(f"{path}.execution.model_opts: must be an object, got {model.json_type(options)}")
     for key in options:
         raise InvalidJob(f"{path}.execution.model_opts.{key}: not supported: fsqueue starts a job with its own "
                          f"srun line (docs/slurm.md), not with mpirun, and takes no extra launcher options")
@@ -258,7 +265,7 @@ def _program(execution: dict[str, Any], path: str, start: _Start, sweep: dict[st
     def text(key: str, value: Any = None) -> str:
         value = execution[key] if value is None else value
         if not isinstance(value, str):
-            raise InvalidJob(f"{where}.{key}: must be a string, got {_json_type(value)}")
+            raise InvalidJob(f"{where}.{key}: must be a string, got {model.json_type(value)}")
         return _run_substitute(value, f"{where}.{key}", start, sweep)
 
     has_exec, has_script = bool(execution.get("exec")), bool(execution.get("script"))
@@ -288,7 +295,7 @@ def _program(execution: dict[str, Any], path: str, start: _Start, sweep: dict[st
         out["script"] = "\n".join([*prefix, text("script")])
     env = execution.get("env") or {}
     if not isinstance(env, dict):
-        raise InvalidJob(f"{where}.env: must be an object of strings, got {_json_type(env)}")
+        raise InvalidJob(f"{where}.env: must be an object of strings, got {model.json_type(env)}")
     if env:
         out["env"] = {_run_substitute(key, f"{where}.env.{key}", start, None, name=True):
                       text(f"env.{key}", value) if isinstance(value, str) else value for key, value in env.items()}
@@ -314,7 +321,7 @@ def _arg(value: Any, field: str) -> Any:
     # QCG passes str(arg) (joblist.JobExecution), so numbers and booleans become "5", "True".
     if isinstance(value, (str, int, float)):
         return value if isinstance(value, str) else str(value)
-    raise InvalidJob(f"{field}: must be a string or a number, got {_json_type(value)}")
+    raise InvalidJob(f"{field}: must be a string or a number, got {model.json_type(value)}")
 
 
 def _run_substitute(text: str, field: str, start: _Start, sweep: dict[str, Any] | None, *,
@@ -347,9 +354,9 @@ def _resources(resources: Any, kind: str, path: str) -> tuple[dict[str, Any], tu
         raise InvalidJob(f"{where}: needs numCores, numNodes or both")
     # scheduleralgo.allocate_job: numCores alone is a total (fsqueue keeps it on one node); with numNodes
     # it is per node; numNodes alone means whole nodes.
-    out: dict[str, Any] = {"exclusive": True} if cores is None else {"cores": _fsq_count(cores)}
+    out: dict[str, Any] = {"exclusive": True} if cores is None else {"cores": model.Range(*cores).to_json()}
     if nodes is not None:
-        out["nodes"] = _fsq_count(nodes)
+        out["nodes"] = model.Range(*nodes).to_json()
     if kind in MPI_MODELS:
         if cores is None:
             raise InvalidJob(f"{where}.numNodes: whole nodes with model '{kind}': fsqueue needs the number of ranks "
@@ -382,7 +389,7 @@ def _count(value: Any, field: str) -> tuple[int, int] | None:
         if "scheduler" in value:
             scheduler = value["scheduler"]
             label = scheduler.get("name") if isinstance(scheduler, dict) else scheduler
-            raise InvalidJob(f"{field}.scheduler: QCG's iteration resource scheduler {_show(label)} is not "
+            raise InvalidJob(f"{field}.scheduler: QCG's iteration resource scheduler {model.show_value(label)} is not "
                              f"supported; give exact, or min and max")
         if "exact" in value and ("min" in value or "max" in value):
             raise InvalidJob(f"{field}: exact goes alone, not with min or max")
@@ -394,7 +401,7 @@ def _count(value: Any, field: str) -> tuple[int, int] | None:
     for number in (low, high):
         if isinstance(number, bool) or not isinstance(number, int):
             raise InvalidJob(f"{field}: must be an integer or an object like {{\"exact\": 4}}, got "
-                             f"{_json_type(number)} {_show(number)}")
+                             f"{model.json_type(number)} {model.show_value(number)}")
         if number < 1:
             raise InvalidJob(f"{field}: must be at least 1, got {number}")
     if low > high:
@@ -402,15 +409,11 @@ def _count(value: Any, field: str) -> tuple[int, int] | None:
     return low, high
 
 
-def _fsq_count(count: tuple[int, int]) -> int | dict[str, int]:
-    return count[0] if count[0] == count[1] else {"min": count[0], "max": count[1]}
-
-
 def _gpus(crs: Any, field: str) -> int:
     if crs is None:
         return 0
     if not isinstance(crs, dict):
-        raise InvalidJob(f"{field}: must be an object like {{\"gpu\": 2}}, got {_json_type(crs)}")
+        raise InvalidJob(f"{field}: must be an object like {{\"gpu\": 2}}, got {model.json_type(crs)}")
     gpus = 0
     for key, count in crs.items():
         if key.upper() == "MEM":
@@ -419,7 +422,7 @@ def _gpus(crs: Any, field: str) -> int:
         if key.upper() != "GPU":
             raise InvalidJob(f"{field}.{key}: unknown consumable resource (QCG knows gpu and mem)")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise InvalidJob(f"{field}.{key}: must be an integer of at least 1, got {_show(count)}")
+            raise InvalidJob(f"{field}.{key}: must be an integer of at least 1, got {model.show_value(count)}")
         gpus = count
     return gpus
 
@@ -431,17 +434,17 @@ def _walltime(value: Any, field: str) -> int:
         hours, minutes, secs = (int(part or 0) for part in match.groups())
         seconds = (hours * 60 + minutes) * 60 + secs
     if not seconds:
-        raise InvalidJob(f"{field}: {_show(value)} is not a QCG wall time such as \"2h30m\", \"90m\" or \"45s\"")
+        raise InvalidJob(f"{field}: {model.show_value(value)} is not a QCG wall time such as \"2h30m\", \"90m\" or \"45s\"")
     return seconds
 
 
 # -- iteration and dependencies ----------------------------------------------------------------------
 
 
-def _iteration(iteration: Any, path: str) -> tuple[dict[str, Any] | None, list[dict[str, str]], list[str]]:
-    """The fsqueue sweep, each iteration's variables (to name its directories), and notes."""
+def _iteration(iteration: Any, path: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """The fsqueue sweep, and notes."""
     if iteration is None:
-        return None, [], []
+        return None, []
     where = f"{path}.iteration"
     _check_keys(iteration, "iteration", where)
     if "values" in iteration:
@@ -453,18 +456,16 @@ def _iteration(iteration: Any, path: str) -> tuple[dict[str, Any] | None, list[d
         texts = [_arg(value, f"{where}.values[{i}]") for i, value in enumerate(values)]
         notes = [f"{where}.start: ignored with values, as QCG does"] if "start" in iteration else []
         # Objects, so that fsqueue's ${it} is the index as in QCG, and iterations are named NAME:INDEX.
-        sweep = {"values": [{"itval": text} for text in texts]}
-        return sweep, [{"it": str(i), "index": str(i), "itval": t} for i, t in enumerate(texts)], notes
+        return {"values": [{"itval": text} for text in texts]}, notes
     if "stop" not in iteration:
         raise InvalidJob(f"{where}: needs stop (with an optional start) or values")
     start, stop = iteration.get("start", 0), iteration["stop"]
     for key, number in (("start", start), ("stop", stop)):
         if isinstance(number, bool) or not isinstance(number, int):
-            raise InvalidJob(f"{where}.{key}: must be an integer, got {_json_type(number)}")
+            raise InvalidJob(f"{where}.{key}: must be an integer, got {model.json_type(number)}")
     if start >= stop:
         raise InvalidJob(f"{where}: start ({start}) must be less than stop ({stop}); stop is not included")
-    sweep = {"range": {"start": start, "stop": stop}}
-    return sweep, [{"it": str(v), "index": str(i)} for i, v in enumerate(range(start, stop))], []
+    return {"range": {"start": start, "stop": stop}}, []
 
 
 def _after(dependencies: Any, path: str, request: int, sweep: dict[str, Any] | None,
@@ -479,7 +480,7 @@ def _after(dependencies: Any, path: str, request: int, sweep: dict[str, Any] | N
     for index, entry in enumerate(after):
         field = f"{where}.after[{index}]"
         if not isinstance(entry, str):
-            raise InvalidJob(f"{field}: must be a job name, got {_json_type(entry)}")
+            raise InvalidJob(f"{field}: must be a job name, got {model.json_type(entry)}")
         if "${it}" in entry and not sweep:
             raise InvalidJob(f"{field}: ${{it}} in a dependency needs an iteration job (QCG fails the submit)")
         base, colon, iteration = entry.partition(":")
@@ -499,7 +500,7 @@ def _after(dependencies: Any, path: str, request: int, sweep: dict[str, Any] | N
 
 def _check_keys(value: Any, kind: str, where: str) -> None:
     if not isinstance(value, dict):
-        raise InvalidJob(f"{where}: must be an object, got {_json_type(value)}")
+        raise InvalidJob(f"{where}: must be an object, got {model.json_type(value)}")
     for key in value:
         if key not in _KEYS[kind]:
             raise InvalidJob(f"{where}.{key}: unknown field (QCG knows {', '.join(_KEYS[kind])})")
@@ -507,7 +508,7 @@ def _check_keys(value: Any, kind: str, where: str) -> None:
 
 def _list(value: Any, field: str) -> list[Any]:
     if not isinstance(value, list):
-        raise InvalidJob(f"{field}: must be an array, got {_json_type(value)}")
+        raise InvalidJob(f"{field}: must be an array, got {model.json_type(value)}")
     return value
 
 
@@ -526,9 +527,6 @@ def _fill(value: Any, variables: Mapping[str, str]) -> Any:
     return value
 
 
-def _expand(text: str, values: Mapping[str, str]) -> str:
-    return _SWEEP_VARIABLE.sub(lambda match: values.get(match.group(1), match.group()), text)
-
 
 _EXECUTION_FIELDS = frozenset({"exec", "args", "script", "env", "wd", "stdin", "stdout", "stderr"})
 
@@ -544,15 +542,3 @@ def _blame(path: str, problem: str) -> str:
     if top == "after":
         return f"{path}.dependencies.{field}: {why}"
     return f"{path}: as an fsqueue job, {problem}"
-
-
-_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
-
-
-def _json_type(value: Any) -> str:
-    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, (dict, list)) else _json_type(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -28,7 +28,6 @@ HISTOGRAM_BINS = 24
 TABLE_LIMIT = 100  # failed jobs listed one by one
 SLOWEST = 20
 MARK_LIMIT = 2000  # failures marked on the heat map
-_FINAL = frozenset(str(state) for state in FINAL_STATES)
 
 Doc = dict[str, Any]
 
@@ -81,7 +80,7 @@ def assemble(inputs: Inputs) -> Doc:
     width = (end - start) / BINS if end > start else 0.0
     per_node = _busy(attempts, start, width, [node["name"] for node in nodes])
     busy_seconds = sum(a.core_count * (a.end - a.start) for a in attempts)
-    finished = sum(1 for doc in inputs.statuses if doc.get("state") in _FINAL)
+    finished = sum(1 for doc in inputs.statuses if doc.get("state") in FINAL_STATES)
     by_id = {doc["id"]: doc for doc in inputs.statuses}
     info = inputs.manager.info or {}
     return {
@@ -121,7 +120,7 @@ def _attempts(statuses: Iterable[Doc], rows: Iterable[Doc], now: float) -> list[
     """
     attempts, logged = [], set()
     for row in rows:
-        if row["state"] in _FINAL:
+        if row["state"] in FINAL_STATES:
             logged.add(row["id"])
         if row.get("start_time") is not None and row.get("end_time") is not None and row.get("placement"):
             attempts.append(Attempt(row["id"], row.get("name"), row.get("attempt") or 1, row["state"],
@@ -129,10 +128,10 @@ def _attempts(statuses: Iterable[Doc], rows: Iterable[Doc], now: float) -> list[
                                     row.get("signal")))
     for doc in statuses:
         state, start = doc.get("state"), doc.get("start_time")
-        if start is None or not doc.get("cores") or (state in _FINAL and doc["id"] in logged):
+        if start is None or not doc.get("cores") or (state in FINAL_STATES and doc["id"] in logged):
             continue
-        if state == JobState.RUNNING or state in _FINAL:
-            end = doc.get("end_time") if state in _FINAL else None
+        if state == JobState.RUNNING or state in FINAL_STATES:
+            end = doc.get("end_time") if state in FINAL_STATES else None
             attempts.append(Attempt(doc["id"], doc.get("name"), doc.get("attempt", 1), state, start,
                                     max(end if end is not None else now, start), doc["cores"],
                                     doc.get("exit_code"), doc.get("signal"), running=end is None))

@@ -512,6 +512,13 @@ class Spool:
         return read_json(self.manager_file)
 
 
+def manager_alive(info: dict[str, Any], now: float) -> bool:
+    """The heartbeat rule of docs/spool.md (manager.json): alive unless stopped or its heartbeat is older
+    than 3 intervals plus 5 s, judged on the reader's clock `now` (the slack is for clocks of two nodes)."""
+    stale = now - float(info.get("heartbeat", 0)) > 3 * float(info.get("interval", 2)) + 5
+    return info.get("phase") != "stopped" and not stale
+
+
 def read_json(path: Path, *, fresh: bool = True) -> Any:
     """Read a whole JSON file written by atomic_write; None if it does not exist (yet).
 

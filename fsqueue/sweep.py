@@ -11,7 +11,6 @@ docs/job-format.md, "Sweeps", is the public description.
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -202,9 +201,3 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):  # as JSON writes it, not Python's True
         return "true" if value else "false"
     return str(value)
-
-
-def product_values(axes: Mapping[str, Sequence[Scalar]]) -> list[dict[str, Scalar]]:
-    """Every combination, as named values (for tests and tools; the manager never expands a sweep)."""
-    names = list(axes)
-    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(axes[name] for name in names))]

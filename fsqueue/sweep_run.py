@@ -18,8 +18,7 @@ from fsqueue.model import FINAL_STATES, JobState
 @dataclass
 class SweepRun:
     sweep_id: str
-    total: int
-    done: bytearray  # 1 at each index that ended under an earlier manager
+    done: bytearray  # one byte per iteration: 1 where it ended under an earlier manager
     states: collections.Counter[str] = field(default_factory=collections.Counter)  # iterations per state
     resume: dict[int, Mapping[str, Any]] = field(default_factory=dict)  # index -> status left by an earlier manager
     next_index: int = 0
@@ -37,7 +36,11 @@ class SweepRun:
             done[index] = 1
             states[state] += 1
         states[JobState.QUEUED] += total - sum(states.values())
-        return cls(sweep_id, total, done, states, dict(resume or {}))
+        return cls(sweep_id, done, states, dict(resume or {}))
+
+    @property
+    def total(self) -> int:
+        return len(self.done)
 
     @property
     def unmade(self) -> int:
@@ -49,7 +52,7 @@ class SweepRun:
 
     def take(self, window: int) -> Iterator[int]:
         """Indices of the next iterations to make, until `window` of them wait in the queue."""
-        while self.waiting < window and self.next_index < self.total and not self.canceled:
+        while self.waiting < window and self.next_index < self.total:  # cancel() moves next_index to the end
             index = self.next_index
             self.next_index += 1
             if not self.done[index]:

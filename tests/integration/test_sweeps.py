@@ -159,3 +159,15 @@ def test_a_sweep_accepted_just_before_a_crash_runs_under_the_next_manager(start_
     manager = start_manager("--cores", "2", spool=spool.root)
     assert manager.wait_final(spec.id)["state"] == "SUCCEEDED"
     assert sorted((tmp_path / "out").read_text().split()) == ["0", "1", "2"]
+
+
+def test_fsq_submit_refuses_a_parameter_file_others_could_write(tmp_path):
+    """The same rule as the manager's: fsq submit reads the file, and the manager never sees it."""
+    params = tmp_path / "params.txt"
+    params.write_text("1\n")
+    params.chmod(0o664)
+    job = {"exec": "true", "sweep": {"file": str(params)}}
+    result = run_fsq("submit", "-", spool=tmp_path / "spool", input=json.dumps(job).encode())
+    assert result.returncode == 2
+    assert "sweep.file: cannot use" in result.stderr.decode() and "run `chmod go-w`" in result.stderr.decode()
+    assert not list((tmp_path / "spool" / "incoming").iterdir())

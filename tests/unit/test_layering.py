@@ -36,7 +36,7 @@ ALLOWED = {
     "client": {"model", "spool", "errors"},
     "mounts": set(),
     "doctor": {"mounts", "spool"},
-    "qcg": {"model", "errors"},  # pure translation of QCG-PilotJob request files
+    "qcg": {"model", "errors", "sweep"},  # pure translation of QCG-PilotJob request files
     "cli": set(MODULES) - {"cli", "__main__"},
     "__init__": {"client"},
     "__main__": {"cli"},

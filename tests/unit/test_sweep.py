@@ -13,7 +13,6 @@ from fsqueue.sweep import (
     Sweep,
     iteration_document,
     problems,
-    product_values,
     substitute,
     values_from_lines,
 )
@@ -48,7 +47,8 @@ def test_a_product_is_every_combination_with_the_last_axis_fastest():
     axes = {"a": [1, 2, 3], "b": ["x", "y"], "c": [0.5, 1.5]}
     sweep = Sweep.parse({"product": axes})
     made = [{k: v for k, v in sweep.variables(i).items() if k not in ("it", "index")} for i in range(len(sweep))]
-    assert made == [{k: str(v) for k, v in combo.items()} for combo in product_values(axes)]
+    combos = itertools.product(*axes.values())
+    assert made == [{name: str(value) for name, value in zip(axes, combo, strict=True)} for combo in combos]
     assert len(sweep) == 12
 
 
