@@ -6,6 +6,7 @@ import errno
 import os
 import random
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def test_a_new_journal_is_private_and_starts_with_its_header(tmp_path: Path) -> 
     journal.close()
     assert stat.S_IMODE(os.lstat(path).st_mode) == 0o600
     header = orjson.loads(lines(path)[0])
-    assert header == {"fsqueue_journal": 1, "created": 1234.5, "host": header["host"], "pid": os.getpid()}
+    assert header == {"fsqueue_journal": 1, "created": 1234.5, "host": socket.gethostname(), "pid": os.getpid()}
     assert result.records == [] and result.torn_bytes == 0 and result.corrupt_lines == ()
     assert leftovers(tmp_path) == []
 

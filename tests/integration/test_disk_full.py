@@ -41,12 +41,14 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-def test_a_full_disk_stops_progress_not_the_manager(start_manager, small_fs: Path):
+def test_a_full_disk_stops_progress_not_the_manager(start_manager, small_fs: Path, tmp_path: Path):
     root = small_fs / "spool"
     manager = start_manager("--cores", "2", spool=root)
     spool = Spool(root)
+    hold = tmp_path / "hold"  # outside the small filesystem: the jobs run until the test lets them end
+    hold.touch()
     # Staged before the disk fills: a rename needs no free block, so it can be published into a full disk.
-    jobs = [{"name": f"j{i}", "script": "sleep 0.2"} for i in range(6)]
+    jobs = [{"name": f"j{i}", "script": f"while [ -e {hold} ]; do sleep 0.05; done"} for i in range(6)]
     (spool.incoming / ".late.json").write_bytes(json.dumps(jobs).encode())
     filler = fill(small_fs)
     os.rename(spool.incoming / ".late.json", spool.incoming / "late.json")
@@ -57,10 +59,11 @@ def test_a_full_disk_stops_progress_not_the_manager(start_manager, small_fs: Pat
     filler.unlink()  # space again: the file is taken in at its next try
     receipt = wait_until(lambda: spool.read_receipt("late.json"), 30, manager.log)
     assert receipt["state"] == "ACCEPTED"
-    first = manager.wait_state(receipt["ids"][0], "RUNNING")
-    assert first
+    for job_id in receipt["ids"][:2]:
+        manager.wait_state(job_id, "RUNNING")
 
-    filler = fill(small_fs)  # full while jobs run: no journal record, so nothing new starts and no status file
+    filler = fill(small_fs)
+    hold.unlink()  # now jobs end while the disk is full: their ends cannot all be written
     wait_until(lambda: "cannot write the journal" in manager.log() or "cannot write to the spool" in manager.log(),
                30, manager.log)
     assert manager.proc.poll() is None
