@@ -7,9 +7,10 @@ Format: JSON Lines. Line 1 is the header `{"fsqueue_journal": 1, "created": ...,
 every other line is one record, one JSON object followed by a newline. A record counts only once its
 newline is on disk, so `jq -c . journal` or `tail` read it as it is.
 
-Durability is by group commit: append() buffers, sync() writes all that is pending with one write and
-makes it durable with one fsync. The manager syncs at the end of each step and before it launches
-anything. Nothing here is durable before sync() returns.
+Durability is by group commit: append() buffers, write() puts what is pending into the file with one
+write (it then survives the writer's death, not a crash of the machine), and sync() writes and makes it
+durable with one fsync. The manager writes before it launches anything and syncs before it writes
+status files (docs/reliability.md says why). Nothing here is durable before sync() returns.
 
 Damage and what replay does with it:
 - A torn tail (a crash during a write leaves a record without its newline, or a block of garbage or
@@ -77,14 +78,18 @@ def replay(path: str | os.PathLike[str]) -> Replay:
 
 
 class Journal:
-    """An open journal: append() buffers records, sync() makes them durable, compact() rewrites the file."""
+    """An open journal: append() buffers records, write() hands them to the kernel, sync() makes them
+    durable, compact() rewrites the file."""
 
     def __init__(self, path: Path, fd: int, synced: int) -> None:
         self.path = path
         self._fd = fd
         self._synced = synced  # where the last durable record ends; zeros (RESERVE) may follow
+        self._written = synced  # where the last written record ends (not durable past _synced)
         self._size = os.fstat(fd).st_size
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] = []  # records not durable yet, the first _pending_written of them written
+        self._pending_written = 0
+        self._grown = False  # the file's size changed since the last sync: fsync, not fdatasync
         self._partial = False  # the file may hold part of a record after the synced length
 
     @classmethod
@@ -121,32 +126,48 @@ class Journal:
         """Buffer one record; it is durable only after the next sync() returns."""
         self._pending.append(_line(record))
 
+    def write(self) -> None:
+        """Write the records appended since the last write() into the file, with one write, no fsync.
+
+        From then on they survive the death of this process (the kernel holds them) but not a crash
+        of the machine: sync() makes them durable. On failure the file is cut back to its last synced
+        length, every record not durable stays pending, and JournalWriteError says what failed.
+        """
+        if self._pending_written == len(self._pending) and not self._partial:
+            return
+        step = "cut back"
+        try:
+            if self._partial:  # an earlier failure could not cut its partial line off: do it first
+                os.ftruncate(self._fd, self._synced)
+                self._size, self._partial = self._synced, False
+                self._written, self._pending_written = self._synced, 0
+            data = b"".join(self._pending[self._pending_written:])
+            step = "write"
+            end = self._written + len(data)
+            if end > self._size:
+                self._reserve(end + RESERVE)
+                self._grown = True
+            _write_all_at(self._fd, data, self._written)
+            self._size = max(self._size, end)  # past the reserve, if none could be kept
+        except OSError as error:
+            raise JournalWriteError(self._failed(step, error)) from error
+        self._written, self._pending_written = end, len(self._pending)
+
     def sync(self) -> int:
-        """Write every pending record with one write and one fsync; return how many became durable.
+        """write(), then make every written record durable with one fsync; return how many became durable.
 
         On failure the file is cut back to its last synced length, the records stay pending, and
         JournalWriteError says what failed; calling sync() again retries.
         """
         if not self._pending:
             return 0
-        data = b"".join(self._pending)
-        step = "cut back"
+        self.write()
         try:
-            if self._partial:  # an earlier failure could not cut its partial line off: do it first
-                os.ftruncate(self._fd, self._synced)
-                self._size, self._partial = self._synced, False
-            step = "write"
-            grows = self._synced + len(data) > self._size
-            if grows:
-                self._reserve(self._synced + len(data) + RESERVE)
-            _write_all_at(self._fd, data, self._synced)
-            self._size = max(self._size, self._synced + len(data))  # past the reserve, if none could be kept
-            step = "fsync"
-            os.fsync(self._fd) if grows else os.fdatasync(self._fd)
+            os.fsync(self._fd) if self._grown else os.fdatasync(self._fd)
         except OSError as error:
-            raise JournalWriteError(self._failed(step, error)) from error
-        self._synced += len(data)
-        count, self._pending = len(self._pending), []
+            raise JournalWriteError(self._failed("fsync", error)) from error
+        self._synced, self._grown = self._written, False
+        count, self._pending, self._pending_written = len(self._pending), [], 0
         return count
 
     def _reserve(self, size: int) -> None:
@@ -171,7 +192,8 @@ class Journal:
         body = b"".join(_line(record) for record in records)
         fd = _write_new(self.path, _header(now) + body)
         old, self._fd, self._synced, self._partial = self._fd, fd, os.fstat(fd).st_size, False
-        self._size = self._synced
+        self._size = self._written = self._synced
+        self._pending_written, self._grown = 0, False
         os.close(old)
         _sync_directory(self.path)
 
@@ -193,6 +215,7 @@ class Journal:
         message = (f"cannot {step} the journal {self.path}: {error.strerror}; {len(self._pending)} records are "
                    f"kept and written again at the next sync")
         self._partial = True
+        self._written, self._pending_written = self._synced, 0  # all that is not durable is written again
         try:
             # A short write leaves part of a line at the end; cut it off so the file holds whole records only.
             os.ftruncate(self._fd, self._synced)

@@ -52,6 +52,10 @@ class Settings:
     # Status files are rewritten at most this often; a job that starts and ends within one window
     # gets one write instead of two. Times inside the files are exact whatever the window.
     flush_window: float = 0.02
+    # A job's RUNNING state reaches its status file once the job has run this long: a job that ends
+    # sooner goes straight to its final state, one file created instead of two (on Lustre or NFS a
+    # file creation is a round trip to the metadata server). The journal records every state.
+    running_write_delay: float = 0.1
     # This close to the allocation's end, new submissions stay in incoming/ for the next allocation.
     end_margin: float = 120.0
 
@@ -125,6 +129,7 @@ class Manager:
         # Ids canceled before their file was seen (on NFS a listing can lag): canceled on arrival.
         self._canceled_early: set[str] = set()
         self._dirty: dict[str, None] = {}  # jobs whose status file is behind, oldest change first
+        self._launched_at: dict[str, float] = {}  # started jobs whose RUNNING is not written yet: monotonic start
         self.counts: collections.Counter[str] = collections.Counter()
         self.phase = Phase.DRAINING if settings.drain else Phase.SERVING
         self._next_scan = 0.0
@@ -556,6 +561,7 @@ class Manager:
         for exit in self.launcher.reap():
             record = self.records[exit.job_id]
             self._release(record)
+            self._launched_at.pop(exit.job_id, None)
             self._kill_at.pop(exit.job_id, None)
             self._walltime_at.pop(exit.job_id, None)
             self._plan_needed = True
@@ -671,21 +677,32 @@ class Manager:
                 self._explain(job_id, scheduler.why_waiting(request, plan, time_left))
 
     def _journal_launches(self, placements: Any, now: Now) -> bool:
-        """Journal before act: a job is recorded as starting, durably, before its process exists."""
+        """Journal before act: a job is recorded as starting before its process exists.
+
+        Written, not fsynced: a manager killed after the start finds the record (the kernel kept it)
+        and stops the orphan. Only a crash of the machine can lose it, and that kills the job too; the
+        fsync before the next status file write covers what readers see (docs/reliability.md).
+        """
         assert self.journal is not None
         for job_id, placement in placements:
             record = self.records[job_id]
             self.journal.append({"id": job_id, "state": JobState.RUNNING, "seq": record.seq + 1,
                                  "attempt": record.attempt, "cores": {n: list(c) for n, c in placement.cores}})
-        return self._sync_journal(now)
+        return self._commit_journal(now, durable=False)
 
     def _sync_journal(self, now: Now) -> bool:
+        return self._commit_journal(now, durable=True)
+
+    def _commit_journal(self, now: Now, durable: bool) -> bool:
         if self.journal is None or not self.journal.pending:
             self._status_needs_sync = False
             return True
         if now.mono < self._writes_blocked_until:
             return False
         try:
+            if not durable:
+                self.journal.write()
+                return True
             self.journal.sync()
         except JournalWriteError as error:
             log.error("%s; no job is started and no status file written until it can be", error)
@@ -709,6 +726,7 @@ class Manager:
             self._free_gpus[node] = [gpu for gpu in self._free_gpus[node] if gpu not in gpus]
         if record.spec.walltime is not None:
             self._walltime_at[job_id] = now.mono + record.spec.walltime
+        self._launched_at[job_id] = now.mono
         self._set(advance(record, JobState.RUNNING, placement=placement, start_time=started, end_time=None,
                           exit_code=None, signal=None, usage=None, reason=None))
 
@@ -756,7 +774,7 @@ class Manager:
         changed = old is None or old.state != record.state or old.attempt != record.attempt
         if self.journal is not None and changed and not recorded:
             self.journal.append(self._journal_entry(record))
-            # RUNNING was fsynced before the start (_journal_launches); this record adds its start time and
+            # RUNNING was written before the start (_journal_launches); this record adds its start time and
             # pid, for people: it goes with the next sync, and recovery finds orphans without it.
             self._status_needs_sync = self._status_needs_sync or record.state != JobState.RUNNING
         if record.spec.sweep is not None:  # its iterations are the jobs that count, run and log
@@ -797,29 +815,45 @@ class Manager:
         return entry
 
     def _flush(self, now: Now, force: bool = False) -> None:
-        # The journal first: a status file never says more than the journal a restart would read.
-        if self._status_needs_sync and not self._sync_journal(now):
+        due = self._dirty and (force or now.mono >= self._next_flush)
+        # The journal first: a status file never says more than the journal a restart would read. One
+        # fsync per flush window, for every transition of every job since the last (group commit).
+        if due and self._status_needs_sync and not self._sync_journal(now):
             if now.mono >= self._next_info_due():
                 self._write_info_safely(now)
             return
-        if self._dirty and (force or now.mono >= self._next_flush):
+        if due:
             self._next_flush = now.mono + self.settings.flush_window
             # While jobs run, write a bounded batch per step, oldest change first, so that a bulk
             # submission's thousands of QUEUED files do not keep finished jobs' cores idle.
             batch = len(self._dirty) if force or not self._running else FLUSH_BATCH
+            written = 0
             try:
-                for job_id in list(itertools.islice(self._dirty, batch)):
-                    self._write_status(self.records[job_id])
+                # Jobs too young to show as RUNNING stay behind; there are at most as many as jobs running.
+                for job_id in list(itertools.islice(self._dirty, batch + len(self._launched_at))):
+                    record = self.records[job_id]
+                    if written == batch:
+                        break
+                    if not force and self._too_young_to_show(record, now):
+                        continue
+                    self._write_status(record)
                     del self._dirty[job_id]
+                    self._launched_at.pop(job_id, None)
+                    written += 1
                 self.joblog.flush()
             except OSError as error:
                 log.error("cannot write to the spool: %s; trying again in %g s", error, WRITE_RETRY)
                 self._next_flush = now.mono + WRITE_RETRY
             else:
-                if self._dirty:
+                if written == batch and len(self._dirty) > len(self._launched_at):
                     self._next_flush = now.mono  # more to write: the next step, not the next window
         if now.mono >= self._next_info_due():
             self._write_info_safely(now)
+
+    def _too_young_to_show(self, record: JobRecord, now: Now) -> bool:
+        launched = self._launched_at.get(record.spec.id)
+        return (record.state == JobState.RUNNING and launched is not None
+                and now.mono < launched + self.settings.running_write_delay)
 
     def _write_info_safely(self, now: Now) -> None:
         try:
@@ -878,8 +912,10 @@ class Manager:
     def next_deadline(self, now: Now) -> float:
         """The monotonic time by which step() must run again, whatever wakes the manager or not."""
         deadlines = [self._next_scan, self._next_info_due()]
-        if self._dirty:
+        if len(self._dirty) > len(self._launched_at):
             deadlines.append(self._next_flush)
+        elif self._dirty:  # only young RUNNING jobs: wake when the first may be shown
+            deadlines.append(max(self._next_flush, min(self._launched_at.values()) + self.settings.running_write_delay))
         deadlines += [d for d in self._kill_at.values() if d != float("inf")]
         deadlines += self._walltime_at.values()
         deadlines += self._backoff.values()

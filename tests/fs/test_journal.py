@@ -106,6 +106,39 @@ def test_one_sync_writes_every_pending_record_with_one_write_and_one_fsync(tmp_p
     assert [record["n"] for record in replay(path).records] == list(range(200))
 
 
+def test_write_hands_records_to_the_file_without_an_fsync_and_sync_makes_them_durable_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal, _ = Journal.open(path, now=0.0)
+    calls: list[str] = []
+    real_pwrite, real_fsync, real_fdatasync = os.pwrite, os.fsync, os.fdatasync
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        calls.append("zeros" if not any(data) else f"records {bytes(data).count(b'{')}")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append("fdatasync"), real_fdatasync(fd))[1])
+    for n in range(3):
+        journal.append({"n": n})
+    journal.write()
+    assert calls == ["zeros", "records 3"], "write() must not wait for the disk"
+    assert [record["n"] for record in replay(path).records] == [0, 1, 2], "another reader sees written records"
+    assert journal.pending == 3, "written is not durable"
+    journal.write()
+    assert len(calls) == 2, "nothing new: no write"
+    journal.append({"n": 3})
+    assert journal.sync() == 4
+    # Only the record not written yet is written; the file grew since the last sync, so a full fsync.
+    assert calls[2:] == ["records 1", "fsync"]
+    journal.append({"n": 4})
+    journal.write()
+    assert journal.sync() == 1 and calls[4:] == ["records 1", "fdatasync"]
+    journal.close()
+    assert [record["n"] for record in replay(path).records] == [0, 1, 2, 3, 4]
+
+
 def test_close_syncs_what_is_pending(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     journal, _ = Journal.open(path, now=0.0)
@@ -329,8 +362,17 @@ def test_a_failed_fsync_cuts_the_records_back_and_the_retry_writes_them_once(tmp
         journal.sync()
     assert path.stat().st_size <= synced and journal.pending == 1
     assert journal.sync() == 1
+    # Written first, then a failed fsync: the written records are cut back too, and written again once.
+    failures.append(OSError(errno.EIO, os.strerror(errno.EIO)))
+    journal.append(RECORDS[2])
+    journal.write()
+    assert replay(path).records == RECORDS[:3]
+    with pytest.raises(JournalWriteError, match="cannot fsync"):
+        journal.sync()
+    assert replay(path).records == RECORDS[:2] and journal.pending == 1
+    assert journal.sync() == 1
     journal.close()
-    assert replay(path).records == RECORDS[:2]
+    assert replay(path).records == RECORDS[:3]
 
 
 # -- kill -9 ------------------------------------------------------------------------------------------------
@@ -344,17 +386,20 @@ while True:
     for _ in range(1 + done % 7):
         journal.append({"n": done, "pad": "p" * (done % 500)})
         done += 1
-    journal.sync()
+    journal.sync() if sys.argv[2] == "sync" else journal.write()
     print(done, flush=True)
 """
 
 
-def test_kill_9_never_loses_a_synced_record_nor_leaves_a_partial_one(tmp_path: Path) -> None:
+# "write": the manager writes, without an fsync, before it starts a job; the death of the process
+# (not of the machine) must not lose what it wrote.
+@pytest.mark.parametrize("commit", ["sync", "write"])
+def test_kill_9_never_loses_a_synced_or_written_record_nor_leaves_a_partial_one(tmp_path: Path, commit: str) -> None:
     seed = time.time_ns()
     rng = random.Random(seed)
     path = tmp_path / "journal.jsonl"
     for round_ in range(6):  # each round resumes the journal the previous kill left
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), commit], stdout=subprocess.PIPE,
                                   cwd=REPO, start_new_session=True)
         assert writer.stdout is not None
         try:

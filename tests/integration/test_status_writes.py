@@ -1,0 +1,82 @@
+"""Which versions of a status file the manager writes: every final state, and a RUNNING state only once
+the job has run for Settings.running_write_delay. A manager in this process, real jobs, its clock given."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from fsqueue import client
+from fsqueue.journal import replay
+from fsqueue.manager import Manager, Now, Settings
+from fsqueue.resources import Allocation, Node
+from fsqueue.spool import Spool
+from tests.conftest import wait_until
+
+
+def make_manager(root, delay: float, monkeypatch) -> tuple[Manager, Spool, list[tuple[str, str]]]:
+    spool = Spool.create(root)
+    written: list[tuple[str, str]] = []
+    real_write = Spool.write_status
+
+    def write_status(self: Spool, job_id: str, document: dict[str, Any]) -> None:  # a spy: the file is written too
+        written.append((job_id, document["state"]))
+        real_write(self, job_id, document)
+
+    monkeypatch.setattr(Spool, "write_status", write_status)
+    settings = Settings(watch=False, running_write_delay=delay)
+    manager = Manager(spool, Allocation((Node("local", 2),)), settings, os.environ, {"host": "test"})
+    manager.recover(now())
+    return manager, spool, written
+
+
+def now(ahead: float = 0.0) -> Now:
+    return Now(time.time(), time.monotonic() + ahead)
+
+
+def states_of(written: list[tuple[str, str]], job_id: str) -> list[str]:
+    return [state for written_id, state in written if written_id == job_id]
+
+
+def stop(manager: Manager) -> None:
+    manager.stop("test over", now())
+    wait_until(lambda: manager.step(now()) or manager.finished, 20, "the manager to stop its jobs")
+    manager.finish(now())
+
+
+def test_a_job_that_ends_before_the_delay_goes_straight_to_its_final_state(tmp_path, monkeypatch):
+    manager, spool, written = make_manager(tmp_path / "spool", 3600, monkeypatch)
+    [job_id] = client.submit(spool.root, {"exec": "true"})
+    manager.step(now(), woken_by_event=True)
+    final = wait_until(lambda: manager.step(now()) or (spool.read_status(job_id) or {}).get("state") == "SUCCEEDED",
+                       10, lambda: str(written))
+    assert final and states_of(written, job_id) == ["SUCCEEDED"]
+    assert spool.read_status(job_id)["seq"] == 3, "seq counts every state, written or not"
+    journaled = [record["state"] for record in replay(spool.journal).records if record.get("id") == job_id]
+    assert "RUNNING" in journaled and journaled[-1] == "SUCCEEDED", "the journal records every state"
+    stop(manager)
+
+
+def test_a_running_job_is_shown_running_once_it_has_run_for_the_delay(tmp_path, monkeypatch):
+    manager, spool, written = make_manager(tmp_path / "spool", 3600, monkeypatch)
+    [job_id] = client.submit(spool.root, {"exec": "sleep", "args": ["30"]})
+    manager.step(now(), woken_by_event=True)
+    assert job_id in manager.records and manager.records[job_id].state == "RUNNING"
+    for _ in range(3):
+        manager.step(now(1.0))  # past the flush window, not past the delay
+    assert "RUNNING" not in states_of(written, job_id)
+    assert manager.next_deadline(now()) <= time.monotonic() + 3601, "the manager must wake to write it"
+    manager.step(now(3601))
+    assert states_of(written, job_id)[-1] == "RUNNING"
+    assert spool.read_status(job_id)["state"] == "RUNNING"
+    stop(manager)
+
+
+def test_without_a_delay_running_is_written_at_the_next_flush(tmp_path, monkeypatch):
+    manager, spool, written = make_manager(tmp_path / "spool", 0, monkeypatch)
+    [job_id] = client.submit(spool.root, {"exec": "sleep", "args": ["30"]})
+    manager.step(now(), woken_by_event=True)
+    manager.step(now(1.0))
+    assert states_of(written, job_id)[-1] == "RUNNING"
+    stop(manager)
