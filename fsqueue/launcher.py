@@ -70,16 +70,16 @@ class _Children:
         self._pids: dict[int, str] = {}
         self._by_job: dict[str, int] = {}
         self._home = os.getcwd()
+        self._own_cpus = os.sched_getaffinity(0)  # what the manager runs on between spawns
 
     def spawn(self, job_id: str, program: str, argv: Sequence[str], env: Mapping[str, str],
               fds: tuple[int, int, int], cpus: frozenset[int] | None, wd: str | None) -> float:
         """Start the child; return the wall time it started (posix_spawn returns once it has exec'd)."""
         actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
-        saved_affinity = None
-        if cpus is not None:
+        pinned = cpus is not None and cpus != self._own_cpus
+        if pinned:
             # The child inherits the spawning thread's CPU mask, so it is pinned before its first
             # instruction (an OpenMP runtime reads the mask at start-up; pinning afterwards is too late).
-            saved_affinity = os.sched_getaffinity(0)
             os.sched_setaffinity(0, cpus)
         try:
             if wd:
@@ -90,8 +90,8 @@ class _Children:
         finally:
             if wd:
                 os.chdir(self._home)
-            if saved_affinity is not None:
-                os.sched_setaffinity(0, saved_affinity)
+            if pinned:
+                os.sched_setaffinity(0, self._own_cpus)
         self._pids[pid] = job_id
         self._by_job[job_id] = pid
         return time.time()

@@ -398,8 +398,8 @@ class Manager:
             spec=spec,
             submission=submission,
             submit_time=submit_time,
-            stdout=_absolute(spec.stdout, spec.wd) if spec.stdout else str(self.spool.default_output(spec.id, "stdout")),
-            stderr=_absolute(spec.stderr, spec.wd) if spec.stderr else str(self.spool.default_output(spec.id, "stderr")),
+            stdout=_absolute(spec.stdout, spec.wd) if spec.stdout else self.spool.default_output(spec.id, "stdout"),
+            stderr=_absolute(spec.stderr, spec.wd) if spec.stderr else self.spool.default_output(spec.id, "stderr"),
         )
 
     # -- sweeps ----------------------------------------------------------------------------------------
@@ -760,7 +760,7 @@ class Manager:
         pins = self._pins.get(node)
         cpus = frozenset(pins[core] for core in cores) if pins is not None and len(placement.cores) == 1 else None
         return Launch(spec.id, spec.argv, env, spec.wd, spec.stdin, record.stdout, record.stderr, cpus, placement,
-                      spec.tasks_per_node, str(self.spool.launch_log(spec.id)), spec.gpus)
+                      spec.tasks_per_node, self.spool.launch_log(spec.id), spec.gpus)
 
     # -- records -----------------------------------------------------------------------------------
     def _set(self, record: JobRecord, recorded: bool = False) -> None:

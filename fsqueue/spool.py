@@ -264,12 +264,13 @@ class Spool:
             raise SpoolError(f"{job_id!r} is not a job id")
         return self.status_dir / f"{job_id}.json"
 
-    def default_output(self, job_id: str, stream: str) -> Path:
-        return self.output / f"{job_id}.{'out' if stream == 'stdout' else 'err'}"
+    # Strings, not Paths: the manager asks for these for every job it takes in or starts.
+    def default_output(self, job_id: str, stream: str) -> str:
+        return f"{self.root}/output/{job_id}.{'out' if stream == 'stdout' else 'err'}"
 
-    def launch_log(self, job_id: str) -> Path:
+    def launch_log(self, job_id: str) -> str:
         """Where a launcher's own messages about the job go (srun's stderr)."""
-        return self.output / f"{job_id}.launch"
+        return f"{self.root}/output/{job_id}.launch"
 
     # -- creation and checks ------------------------------------------------------------------
     @classmethod
