@@ -168,7 +168,9 @@ def wait(
 
 def wait_all(spool: str | os.PathLike[str], *, timeout: float | None = None, poll_max: float = 1.0,
              on_progress: Callable[[dict[str, int]], None] | None = None) -> dict[str, int]:
-    """Block until nothing is queued, running or waiting in incoming/, by the manager's own counts.
+    """Block until nothing is queued, running or waiting in incoming/, by the manager's own counts; or
+    until the manager says the jobs still queued are stalled (they wait for dependencies nothing in
+    the spool can meet): then the counts returned hold QUEUED.
 
     Counts are only trusted from a heartbeat written after incoming/ and claimed/ were seen empty, so a
     file the manager took in just before is never missed.
@@ -183,7 +185,7 @@ def wait_all(spool: str | os.PathLike[str], *, timeout: float | None = None, pol
         counts = (after or {}).get("counts", {})
         if on_progress:
             on_progress(counts)
-        if drop_boxes_empty and after and not counts.get("QUEUED") and not counts.get("RUNNING"):
+        if drop_boxes_empty and after and not counts.get("RUNNING") and (not counts.get("QUEUED") or after.get("stalled")):
             return counts
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeout(f"timed out with jobs still active: {counts}")

@@ -901,7 +901,16 @@ class Manager:
             "poll": self.settings.poll,
             "nodes": [self._node_info(node.name, busy[node.name]) for node in self.allocation.nodes],
             "counts": {str(state): count for state, count in self.counts.items() if count},
+            "stalled": self.stalled,
         })
+
+    @property
+    def stalled(self) -> bool:
+        """Jobs are queued, yet none runs, none can start and none waits for a retry: every one waits for
+        a dependency that no job in the spool can meet yet (a name never submitted, or jobs that wait
+        for one). Only a new submission can change that, so `fsq wait --all` stops waiting."""
+        return (bool(self.counts[JobState.QUEUED]) and not self._queue and not self._running
+                and not self._backoff and not self._feeding)
 
     def _node_info(self, name: str, busy: int) -> dict[str, Any]:
         info: dict[str, Any] = {"name": name, "cores": self._capacity[name], "busy": busy}

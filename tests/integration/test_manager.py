@@ -260,6 +260,21 @@ def test_wait_all_and_list(start_manager):
     assert summary["cores"] == {"total": 2, "busy": 0}
 
 
+def test_wait_all_stops_when_the_queued_jobs_wait_for_a_name_never_submitted(start_manager):
+    manager = start_manager("--cores", "2")
+    submit(manager, "-", input=json.dumps([{"name": "a", "exec": "true", "after": ["never"]},
+                                           {"name": "b", "exec": "true"},
+                                           {"name": "c", "exec": "true", "after": ["a"]}]).encode())
+    waited = run_fsq("wait", "--all", "--timeout", "60", spool=manager.spool)
+    assert waited.returncode == 1, waited
+    assert waited.stdout.decode() == "QUEUED 2, SUCCEEDED 1\n"
+    assert "2 queued job(s) wait for dependencies that no job in the spool can meet" in waited.stderr.decode()
+    # A new submission can still meet them; wait --all then waits for them again.
+    submit(manager, "-", input=json.dumps({"name": "never", "exec": "true"}).encode())
+    waited = run_fsq("wait", "--all", "--timeout", "60", spool=manager.spool)
+    assert (waited.returncode, waited.stdout.decode()) == (0, "SUCCEEDED 4\n"), waited
+
+
 def test_wait_by_name_and_timeout(start_manager):
     manager = start_manager("--cores", "1")
     submit(manager, "--name", "slow", "--", "sleep", "30")
