@@ -38,7 +38,7 @@ from fsqueue.resources import (
     parse_scontrol_end_time,
 )
 from fsqueue.serve import run
-from fsqueue.spool import ENV_VAR, Spool
+from fsqueue.spool import ENV_VAR, Spool, is_job_id
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 log = logging.getLogger("fsqueue")
@@ -216,7 +216,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         summary = client.summary(spool)
         _emit(summary) if args.json else print(_render_summary(summary))
         return EXIT_OK
-    documents = [doc for ref in args.refs for doc in client.status(spool, ref)]
+    # Names need every status file: read them once for all the names asked about, not once per name.
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    if not all(map(is_job_id, args.refs)):
+        for doc in client.list_jobs(spool):
+            by_name.setdefault(doc.get("name"), []).append(doc)
+    documents = [doc for ref in args.refs
+                 for doc in (client.status(spool, ref) if is_job_id(ref) else by_name.get(ref, []))]
     missing = [ref for ref in args.refs if not any(ref in (d["id"], d.get("name")) for d in documents)]
     if args.json:
         _emit(documents[0] if len(documents) == 1 and len(args.refs) == 1 else documents)

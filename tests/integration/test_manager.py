@@ -55,6 +55,17 @@ def test_status_json_and_wait_exit_codes(start_manager):
     assert (detail["state"], detail["exit_code"], detail["signal"]) == ("FAILED", None, 9)
 
 
+def test_status_of_several_names_and_ids_keeps_their_order(start_manager):
+    manager = start_manager("--cores", "2")
+    ids = submit(manager, "-", input=json.dumps([{"name": "x", "exec": "true"}, {"name": "y", "exec": "true"},
+                                                 {"name": "x", "exec": "true"}]).encode())
+    assert run_fsq("wait", *ids, spool=manager.spool).returncode == 0
+    shown = json.loads(run_fsq("status", "--json", "y", ids[0], "x", "nobody", spool=manager.spool).stdout)
+    assert [(doc["id"], doc["name"]) for doc in shown] == [(ids[1], "y"), (ids[0], "x"), (ids[0], "x"), (ids[2], "x")]
+    missing = run_fsq("status", "y", "nobody", spool=manager.spool)
+    assert missing.returncode != 0 and "no job 'nobody'" in missing.stderr.decode()
+
+
 def test_bulk_file_prints_one_id_per_line_and_nothing_else(start_manager, tmp_path):
     manager = start_manager("--cores", "2")
     jobs = [{"name": f"n{i}", "exec": "/bin/echo", "args": [str(i)]} for i in range(5)]
