@@ -354,7 +354,8 @@ def _allocation(args: argparse.Namespace) -> tuple[Allocation, Launcher]:
 def _allocation_end(job_id: str | None) -> float | None:
     """When the allocation ends, asked once from Slurm; None if it cannot say."""
     try:
-        result = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True, timeout=30)
+        result = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True, timeout=30,
+                                check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         log.warning("cannot ask Slurm when allocation %s ends: %s", job_id, error)
         return None
@@ -447,6 +448,6 @@ def _render_job(doc: dict[str, Any]) -> str:
         rows.insert(1, ("sweep", f"{iteration['sweep']}, iteration {iteration['index']}"))
     usage = doc.get("usage")
     if usage:
-        rows.append(("usage", f"user {usage['cpu_user']:.3f} s, system {usage['cpu_system']:.3f} s, "
-                              f"peak RSS {usage['max_rss_kib']} KiB"))
+        rows.append(("usage", (f"user {usage['cpu_user']:.3f} s, system {usage['cpu_system']:.3f} s, "
+                               f"peak RSS {usage['max_rss_kib']} KiB")))
     return "\n".join(f"{key + ':':11} {'-' if value is None else value}" for key, value in rows)

@@ -267,7 +267,7 @@ def _control(document: Any) -> ControlRequest:
         raise InvalidJob('a control request is an object with "action": "cancel" or "shutdown"')
     unknown = set(document) - {"version", "action", "ids", "names", "drain"}
     if unknown:
-        raise InvalidJob(f"{sorted(unknown)[0]}: unknown field in a control request")
+        raise InvalidJob(f"{min(unknown)}: unknown field in a control request")
     ids, names = document.get("ids", []), document.get("names", [])
     if not all(isinstance(i, str) and is_job_id(i) for i in ids) or not all(isinstance(n, str) for n in names):
         raise InvalidJob("ids: must be a list of job ids; names: a list of strings")
