@@ -19,14 +19,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fsqueue import __version__, client, doctor, qcg, report, report_html, watch_view
+from fsqueue import __version__, client
 from fsqueue.errors import FsqError, WaitTimeout
-from fsqueue.launcher import Launcher, LocalLauncher, SrunLauncher
-from fsqueue.manager import Manager, Settings
 from fsqueue.progress import Progress, RunSummary
 from fsqueue.resources import (
     Allocation,
@@ -37,8 +35,14 @@ from fsqueue.resources import (
     parse_nodes_option,
     parse_scontrol_end_time,
 )
-from fsqueue.serve import run
 from fsqueue.spool import ENV_VAR, Spool, is_job_id
+
+if TYPE_CHECKING:
+    from fsqueue.launcher import Launcher
+    from fsqueue.manager import Manager
+
+# The manager, the reports, the doctor and the QCG translation are imported by the commands that use
+# them: `fsq submit`, `status` and `wait` run in bash loops, and their start-up is most of their time.
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 log = logging.getLogger("fsqueue")
@@ -165,6 +169,8 @@ def _manager_options(sub: argparse.ArgumentParser) -> None:
 
 
 def cmd_manager(args: argparse.Namespace) -> int:
+    from fsqueue.serve import run
+
     spool = Spool.create(_spool_path(args), group_shared=args.group_shared)
     manager = _manager(args, spool, drain=args.drain)
     run(manager)
@@ -173,6 +179,8 @@ def cmd_manager(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from fsqueue.serve import run
+
     # Not $FSQ_SPOOL: inside a job that variable names the parent's spool, which has its manager already.
     root = args.spool or f"fsq-run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     spool = Spool.create(root, group_shared=args.group_shared)
@@ -235,6 +243,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace, spool: str) -> int:
+    from fsqueue import watch_view
+
     if args.refs or args.json:
         raise FsqError("--watch follows the whole spool: give no job ids and no --json")
     if args.interval < 0.05:
@@ -254,6 +264,8 @@ def _terminal_size() -> tuple[int, int]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from fsqueue import report, report_html
+
     spool = Spool.existing(_spool_path(args))
     if args.output == "-" and args.format == "html" and sys.stdout.isatty():
         raise FsqError("the HTML report is a page for a browser: give -o report.html (or --format json)")
@@ -323,6 +335,8 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from fsqueue import doctor
+
     # Never creates the spool: without one it checks the directory where it would be made.
     report = doctor.judge(doctor.look(_spool_path(args), uid=os.geteuid()), time.time())
     _emit(report) if args.json else print(doctor.render(report))
@@ -342,6 +356,8 @@ def _spool_path(args: argparse.Namespace) -> str:
 
 def _allocation(args: argparse.Namespace) -> tuple[Allocation, Launcher]:
     """Local mode when --cores or --nodes says so or outside Slurm; else the allocation, launched with srun."""
+    from fsqueue.launcher import LocalLauncher, SrunLauncher
+
     if args.nodes:
         return parse_nodes_option(args.nodes), LocalLauncher()
     slurm = None if args.cores is not None else allocation_from_slurm_env(os.environ)
@@ -363,6 +379,8 @@ def _allocation_end(job_id: str | None) -> float | None:
 
 
 def _manager(args: argparse.Namespace, spool: Spool, *, drain: bool) -> Manager:
+    from fsqueue.manager import Manager, Settings
+
     if args.poll < 0.05:
         raise FsqError(f"--poll {args.poll}: at least 0.05 s, or the scans load the file server for nothing")
     settings = Settings(poll=args.poll, grace=args.grace, drain=drain, watch=not args.no_watch)
@@ -377,6 +395,8 @@ def _job_file(path: str, form: str, command: str) -> Any:
     document = _read_jobs(path)
     if form != "qcg":
         return document
+    from fsqueue import qcg
+
     context = qcg.Context(root_wd=os.getcwd(), now=datetime.now(), uniq=lambda: str(uuid.uuid4()))
     try:
         translation = qcg.translate(document, context)

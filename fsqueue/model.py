@@ -14,9 +14,11 @@ import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+if TYPE_CHECKING:
+    import jsonschema
+
 import orjson
 
 from fsqueue import sweep as sweeps
@@ -257,6 +259,8 @@ def job_schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema  # here, not at the top: `fsq status` and `fsq wait` never validate, and it takes 40 ms
+
     return jsonschema.Draft202012Validator(job_schema())
 
 
