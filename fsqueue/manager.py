@@ -120,6 +120,8 @@ class Manager:
         self._held: set[str] = set()  # queued jobs waiting for their dependencies
         self._queue_unsorted = False
         self._admitted: dict[str, tuple[int, int]] = {}  # (admission, iteration), to put jobs back in their place
+        # Never reused: numbering by the count of live jobs let a new job overtake older ones once jobs ended.
+        self._admission_numbers = itertools.count()
         self._sweeps: dict[str, SweepRun] = {}  # every sweep known, for its status file
         self._feeding: dict[str, None] = {}  # sweeps with iterations still to make, in admission order
         self._sweep_window = max(MIN_SWEEP_WINDOW, 2 * allocation.total_cores)
@@ -407,7 +409,7 @@ class Manager:
         """A sweep is one record and a counter; its iterations are made as the queue needs them."""
         sweep_id = record.spec.id
         self._sweeps[sweep_id] = run
-        self._admitted[sweep_id] = (len(self._admitted), 0)
+        self._admitted[sweep_id] = (next(self._admission_numbers), 0)
         self.counts[JobState.QUEUED] += run.unmade  # each iteration counts as a job, made or not
         self._set(record)
         self._deps.known(sweep_id, record.spec.name)
@@ -472,7 +474,8 @@ class Manager:
     def _enqueue(self, record: JobRecord, now: Now) -> None:
         """A queued job waits for its dependencies, then joins the ready queue."""
         spec = record.spec
-        self._admitted.setdefault(spec.id, (len(self._admitted), 0))
+        if spec.id not in self._admitted:
+            self._admitted[spec.id] = (next(self._admission_numbers), 0)
         self._held.add(spec.id)
         self._apply(self._deps.add(spec.id, spec.name, [After(ref, when) for ref, when in spec.after]), now.wall)
         if spec.id in self._held:

@@ -216,6 +216,26 @@ def test_backfill_lets_a_small_job_pass_a_blocked_big_one(start_manager):
     assert manager.wait_final(big)["state"] == "SUCCEEDED"
 
 
+def test_first_come_first_served_holds_after_older_jobs_have_finished(start_manager):
+    # Admission numbers once came from the count of live jobs, so after two older jobs ended a new job
+    # could be numbered ahead of one that had waited longer, and started first.
+    manager = start_manager("--nodes", "n1:2")
+    holders = [submit(manager, "--", "sleep", "60")[0] for _ in range(2)]
+    for holder in holders:
+        manager.wait_state(holder, "RUNNING")
+    both_cores = {"exec": "true", "resources": {"cores": 2}, "after": ["gate"]}
+    [first] = submit(manager, "-", input=json.dumps({**both_cores, "name": "first"}).encode())
+    manager.wait_state(first, "QUEUED")
+    run_fsq("cancel", *holders, spool=manager.spool, check=True)
+    for holder in holders:
+        manager.wait_final(holder)
+    [second] = submit(manager, "-", input=json.dumps({**both_cores, "name": "second"}).encode())
+    manager.wait_state(second, "QUEUED")
+    submit(manager, "-", input=json.dumps({"name": "gate", "exec": "true"}).encode())
+    started = [manager.wait_final(job_id)["start_time"] for job_id in (first, second)]
+    assert started[0] < started[1], "the job that waited longer starts first"
+
+
 def test_a_job_that_can_never_fit_is_rejected_at_once(start_manager):
     manager = start_manager("--nodes", "n1:2,n2:2")
     [job_id] = submit(manager, "--cores", "3", "--", "true")
