@@ -314,8 +314,9 @@ def cmd_wait(args: argparse.Namespace) -> int:
             progress.close()
         print(_counts_line(counts))
         if counts.get("QUEUED"):
-            print(f"fsq: {counts['QUEUED']} queued job(s) wait for dependencies that no job in the spool can meet "
-                  "yet; `fsq list --state queued` and `fsq status ID` say which", file=sys.stderr)
+            print(f"fsq: {counts['QUEUED']} queued job(s) cannot start: they wait for dependencies that no job in "
+                  "the spool can meet yet, or for a larger allocation; `fsq list --state queued` and "
+                  "`fsq status ID` say why", file=sys.stderr)
         failed = sum(n for state, n in counts.items() if state != "SUCCEEDED")
         return EXIT_JOB_FAILED if failed else EXIT_OK
     documents = client.wait(spool, args.refs, timeout=args.timeout, poll_max=args.poll)

@@ -20,9 +20,11 @@ Damage and what replay does with it:
   fsync; it is real corruption (or a crash inside one unsynced group on a filesystem that persists
   blocks out of order). Such lines are skipped and reported (Replay.corrupt_lines) and the file is left
   as it is, so the evidence stays until the manager compacts; the records around them are kept.
-- A failed write or fsync (ENOSPC, EDQUOT, EIO) cuts the file back to its last synced length with
-  ftruncate on the same descriptor, keeps the records pending, and raises JournalWriteError; the next
-  sync() writes them again at the same offset, so a retry neither loses nor duplicates a record.
+- A failed write (ENOSPC, EDQUOT, EIO) cuts off what part of its records reached the file, with
+  ftruncate on the same descriptor; records written before stay, since the manager may have started
+  a job on their word. A failed fsync leaves the file as it is. Either way the records stay pending
+  and JournalWriteError is raised; the next sync() writes them again at the same offsets (after a
+  failed fsync the kernel may have dropped the pages), so a retry neither loses nor duplicates a record.
 
 Single writer: only the manager that holds the spool's lease opens the journal (R12, R13). Opened with
 O_APPEND, O_NOFOLLOW (a symbolic link is refused) and O_CLOEXEC (launched jobs do not inherit it).
@@ -87,10 +89,13 @@ class Journal:
         self._synced = synced  # where the last durable record ends; zeros (RESERVE) may follow
         self._written = synced  # where the last written record ends (not durable past _synced)
         self._size = os.fstat(fd).st_size
-        self._pending: list[bytes] = []  # records not durable yet, the first _pending_written of them written
+        # Records not durable yet; the first _pending_written of them are in the file, up to _written.
+        self._pending: list[bytes] = []
         self._pending_written = 0
         self._grown = False  # the file's size changed since the last sync: fsync, not fdatasync
-        self._partial = False  # the file may hold part of a record after the synced length
+        self._partial = False  # the file may hold part of a record after _written: cut it before writing
+        # An fsync failed: the kernel may have dropped the written pages, so the next sync writes them again.
+        self._rewrite = False
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, now: float) -> tuple[Journal, Replay]:
@@ -130,17 +135,17 @@ class Journal:
         """Write the records appended since the last write() into the file, with one write, no fsync.
 
         From then on they survive the death of this process (the kernel holds them) but not a crash
-        of the machine: sync() makes them durable. On failure the file is cut back to its last synced
-        length, every record not durable stays pending, and JournalWriteError says what failed.
+        of the machine: sync() makes them durable. On failure the part written of them is cut off
+        again (records written before stay: a job may have been started on their word), they stay
+        pending, and JournalWriteError says what failed.
         """
         if self._pending_written == len(self._pending) and not self._partial:
             return
         step = "cut back"
         try:
             if self._partial:  # an earlier failure could not cut its partial line off: do it first
-                os.ftruncate(self._fd, self._synced)
-                self._size, self._partial = self._synced, False
-                self._written, self._pending_written = self._synced, 0
+                os.ftruncate(self._fd, self._written)
+                self._size, self._partial = self._written, False
             data = b"".join(self._pending[self._pending_written:])
             step = "write"
             end = self._written + len(data)
@@ -156,29 +161,35 @@ class Journal:
     def sync(self) -> int:
         """write(), then make every written record durable with one fsync; return how many became durable.
 
-        On failure the file is cut back to its last synced length, the records stay pending, and
-        JournalWriteError says what failed; calling sync() again retries.
+        On failure the records stay in the file and pending, JournalWriteError says what failed, and
+        calling sync() again writes them again at the same offsets (after a failed fsync the kernel
+        may have dropped them) and retries.
         """
         if not self._pending:
             return 0
         self.write()
+        step = "write"
         try:
+            if self._rewrite:
+                _write_all_at(self._fd, b"".join(self._pending[:self._pending_written]), self._synced)
+            step = "fsync"
             os.fsync(self._fd) if self._grown else os.fdatasync(self._fd)
         except OSError as error:
-            raise JournalWriteError(self._failed("fsync", error)) from error
-        self._synced, self._grown = self._written, False
+            self._rewrite = True
+            raise JournalWriteError(self._message(step, error)) from error
+        self._synced, self._grown, self._rewrite = self._written, False, False
         count, self._pending, self._pending_written = len(self._pending), [], 0
         return count
 
     def _reserve(self, size: int) -> None:
         """Zeros ahead, so that most syncs need not commit a new size; on a full disk, no reserve."""
-        start = max(self._size, self._synced)  # never over a record
+        start = max(self._size, self._written)  # never over a record
         try:
             _write_all_at(self._fd, bytes(size - start), start)
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            os.ftruncate(self._fd, max(self._size, self._synced))  # the records themselves may still fit
+            os.ftruncate(self._fd, max(self._size, self._written))  # the records themselves may still fit
             return
         self._size = size
 
@@ -193,7 +204,7 @@ class Journal:
         fd = _write_new(self.path, _header(now) + body)
         old, self._fd, self._synced, self._partial = self._fd, fd, os.fstat(fd).st_size, False
         self._size = self._written = self._synced
-        self._pending_written, self._grown = 0, False
+        self._pending_written, self._grown, self._rewrite = 0, False, False
         os.close(old)
         _sync_directory(self.path)
 
@@ -212,17 +223,20 @@ class Journal:
         self.close()
 
     def _failed(self, step: str, error: OSError) -> str:
+        """A write after _written failed: cut off what of it reached the file, so whole records only remain."""
+        message = self._message(step, error)
+        self._partial = True
+        try:
+            os.ftruncate(self._fd, self._written)
+            self._size, self._partial = self._written, False
+        except OSError as cut:
+            message += (f" (cutting the file back to {self._written} bytes failed too: {cut.strerror}; "
+                        f"the next write or open cuts it)")
+        return message
+
+    def _message(self, step: str, error: OSError) -> str:
         message = (f"cannot {step} the journal {self.path}: {error.strerror}; {len(self._pending)} records are "
                    f"kept and written again at the next sync")
-        self._partial = True
-        self._written, self._pending_written = self._synced, 0  # all that is not durable is written again
-        try:
-            # A short write leaves part of a line at the end; cut it off so the file holds whole records only.
-            os.ftruncate(self._fd, self._synced)
-            self._size, self._partial = self._synced, False
-        except OSError as cut:
-            message += (f" (cutting the file back to {self._synced} bytes failed too: {cut.strerror}; "
-                        f"the next sync or open cuts it)")
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             message += f": free space or quota on that filesystem (df {self.path.parent})"
         return message

@@ -145,7 +145,6 @@ class Manager:
         self.joblog = JobLog(spool.joblog)  # one line per ended attempt; opens nothing until the first
         self.journal: Journal | None = None  # opened by recover()
         self._writes_blocked_until = float("-inf")  # after the spool refused a write: no launch, no status write
-        self._status_needs_sync = False  # journal records pending that a status file write would get ahead of
 
     # -- start-up ----------------------------------------------------------------------------------
     def recover(self, now: Now) -> None:
@@ -332,6 +331,8 @@ class Manager:
         if self.phase in (Phase.SERVING, Phase.DRAINING) and self._plan_needed:
             self._schedule(now)
         self._escalate(now)
+        # What the step recorded goes to the kernel now: a manager killed later loses none of it.
+        self._commit_journal(now, durable=False)
         self._flush(now)
 
     def _time_left(self, now: Now) -> float | None:
@@ -698,7 +699,6 @@ class Manager:
 
     def _commit_journal(self, now: Now, durable: bool) -> bool:
         if self.journal is None or not self.journal.pending:
-            self._status_needs_sync = False
             return True
         if now.mono < self._writes_blocked_until:
             return False
@@ -711,7 +711,6 @@ class Manager:
             log.error("%s; no job is started and no status file written until it can be", error)
             self._writes_blocked_until = now.mono + WRITE_RETRY
             return False
-        self._status_needs_sync = False
         return True
 
     def _launch(self, record: JobRecord, placement: model.Placement, now: Now) -> None:
@@ -777,9 +776,9 @@ class Manager:
         changed = old is None or old.state != record.state or old.attempt != record.attempt
         if self.journal is not None and changed and not recorded:
             self.journal.append(self._journal_entry(record))
-            # RUNNING was written before the start (_journal_launches); this record adds its start time and
-            # pid, for people: it goes with the next sync, and recovery finds orphans without it.
-            self._status_needs_sync = self._status_needs_sync or record.state != JobState.RUNNING
+            # Written at the end of the step, fsynced before the next status file (_flush). A RUNNING
+            # record was written before the start (_journal_launches); this one adds the start time and
+            # pid, for people: recovery finds orphans without it.
         if record.spec.sweep is not None:  # its iterations are the jobs that count, run and log
             if newly_final:
                 self._apply(self._deps.ended(record.spec.id, record.state), record.end_time or record.submit_time)
@@ -821,7 +820,8 @@ class Manager:
         due = self._dirty and (force or now.mono >= self._next_flush)
         # The journal first: a status file never says more than the journal a restart would read. One
         # fsync per flush window, for every transition of every job since the last (group commit).
-        if due and self._status_needs_sync and not self._sync_journal(now):
+        if due and not self._sync_journal(now):
+            self._next_flush = max(self._next_flush, self._writes_blocked_until)  # no spin until the retry
             if now.mono >= self._next_info_due():
                 self._write_info_safely(now)
             return
@@ -909,11 +909,15 @@ class Manager:
 
     @property
     def stalled(self) -> bool:
-        """Jobs are queued, yet none runs, none can start and none waits for a retry: every one waits for
-        a dependency that no job in the spool can meet yet (a name never submitted, or jobs that wait
-        for one). Only a new submission can change that, so `fsq wait --all` stops waiting."""
+        """Jobs are queued, yet none runs, none can start, none waits for a retry and no claimed file
+        waits to be read again: every queued job waits for something no job in the spool can bring, a
+        dependency on a name never submitted (or on a job that waits for one), or a larger allocation.
+        Only a new submission or another manager can change that, so `fsq wait --all` stops waiting.
+
+        A sweep with iterations still to make does not keep this false: after each step's feeding its
+        made iterations fill its window, and with nothing ready or running they are all held."""
         return (bool(self.counts[JobState.QUEUED]) and not self._queue and not self._running
-                and not self._backoff and not self._feeding)
+                and not self._backoff and self._intake.next_retry() is None)
 
     def _node_info(self, name: str, busy: int) -> dict[str, Any]:
         info: dict[str, Any] = {"name": name, "cores": self._capacity[name], "busy": busy}

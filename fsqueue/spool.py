@@ -17,7 +17,7 @@ Layout under the spool root (all names are made by fsqueue or checked against on
     control/NAME.json         requests to the manager: cancel, shutdown (same publishing rules as incoming/)
     manager.json              the manager's heartbeat: who serves the spool and the counts per state
     joblog.tsv                one tab-separated line per ended attempt of a job (fsqueue.joblog), appended
-    journal.jsonl             the manager's own record of every transition, fsynced before it acts (fsqueue.journal)
+    journal.jsonl             the manager's own record of every transition, written before it acts (fsqueue.journal)
     manager.lease             who serves the spool, renewed every heartbeat (fsqueue.lease); works across nodes
     manager.lock              held (filelock) by the manager that serves the spool on this node
 

@@ -339,40 +339,65 @@ def test_a_full_disk_leaves_only_whole_records_and_a_later_sync_writes_everythin
     assert again.torn_bytes == 0 and again.corrupt_lines == ()
 
 
-def test_a_failed_fsync_cuts_the_records_back_and_the_retry_writes_them_once(tmp_path: Path,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_fsync_keeps_the_records_and_the_retry_writes_them_again_once(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # Fault injection: EIO from fsync cannot be produced on demand, so fail the real call once.
     path = tmp_path / "journal.jsonl"
     journal, _ = Journal.open(path, now=0.0)
     journal.append(RECORDS[0])
     journal.sync()
-    synced = path.stat().st_size
-    real_fsync = os.fsync
+    synced = len(b"".join(lines(path)))
+    real_fsync, real_pwrite = os.fsync, os.pwrite
     failures = [OSError(errno.EIO, os.strerror(errno.EIO))]
+    offsets: list[int] = []
 
     def flaky_fsync(fd: int) -> None:
         if failures:
             raise failures.pop()
         real_fsync(fd)
 
+    def pwrite(fd: int, data: bytes, offset: int) -> int:  # a spy: where each real write of records lands
+        if any(data):
+            offsets.append(offset)
+        return real_pwrite(fd, data, offset)
+
     monkeypatch.setattr(os, "fsync", flaky_fsync)
     monkeypatch.setattr(os, "fdatasync", flaky_fsync)  # a sync within the space kept ahead flushes data only
+    monkeypatch.setattr(os, "pwrite", pwrite)
     journal.append(RECORDS[1])
     with pytest.raises(JournalWriteError, match="cannot fsync the journal .*Input/output error"):
         journal.sync()
-    assert path.stat().st_size <= synced and journal.pending == 1
-    assert journal.sync() == 1
-    # Written first, then a failed fsync: the written records are cut back too, and written again once.
-    failures.append(OSError(errno.EIO, os.strerror(errno.EIO)))
+    assert journal.pending == 1
+    assert replay(path).records == RECORDS[:2], "a failed fsync cuts nothing: a job may run on that record"
     journal.append(RECORDS[2])
-    journal.write()
-    assert replay(path).records == RECORDS[:3]
-    with pytest.raises(JournalWriteError, match="cannot fsync"):
-        journal.sync()
-    assert replay(path).records == RECORDS[:2] and journal.pending == 1
-    assert journal.sync() == 1
+    offsets.clear()
+    assert journal.sync() == 2
+    # The new record is appended; the one whose fsync failed is written again where it was, since the
+    # kernel may have dropped its pages with the error.
+    assert sorted(offsets) == [synced, synced + len(orjson.dumps(RECORDS[1])) + 1]
     journal.close()
-    assert replay(path).records == RECORDS[:3]
+    assert replay(path).records == RECORDS[:3], "nothing lost, nothing doubled"
+
+
+def test_a_failed_write_cuts_only_its_own_part_and_keeps_records_written_before(
+        tiny_fs: Path) -> None:
+    # The manager writes a job's start before the process exists; a later failure must not take it away.
+    path = tiny_fs / "journal.jsonl"
+    journal, _ = Journal.open(path, now=0.0)
+    journal.append(RECORDS[0])
+    journal.sync()
+    journal.append({"event": "start", "id": "job1"})
+    journal.write()
+    fill(tiny_fs / "filler")
+    journal.append({"event": "end", "id": "job9", "output": "y" * 6000})
+    with pytest.raises(JournalWriteError, match="No space left"):
+        journal.sync()
+    assert replay(path).records == [RECORDS[0], {"event": "start", "id": "job1"}]
+    assert replay(path).torn_bytes == 0 and journal.pending == 2
+    (tiny_fs / "filler").unlink()
+    assert journal.sync() == 2
+    journal.close()
+    assert [record["id"] for record in replay(path).records] == ["job0", "job1", "job9"]
 
 
 # -- kill -9 ------------------------------------------------------------------------------------------------

@@ -295,15 +295,18 @@ def test_wait_all_stops_when_the_queued_jobs_wait_for_a_name_never_submitted(sta
     manager = start_manager("--cores", "2")
     submit(manager, "-", input=json.dumps([{"name": "a", "exec": "true", "after": ["never"]},
                                            {"name": "b", "exec": "true"},
-                                           {"name": "c", "exec": "true", "after": ["a"]}]).encode())
+                                           {"name": "c", "exec": "true", "after": ["a"]},
+                                           # more iterations than its window: most are still unmade
+                                           {"name": "s", "exec": "true", "after": ["never"],
+                                            "sweep": {"range": {"stop": 200}}}]).encode())
     waited = run_fsq("wait", "--all", "--timeout", "60", spool=manager.spool)
     assert waited.returncode == 1, waited
-    assert waited.stdout.decode() == "QUEUED 2, SUCCEEDED 1\n"
-    assert "2 queued job(s) wait for dependencies that no job in the spool can meet" in waited.stderr.decode()
+    assert waited.stdout.decode() == "QUEUED 202, SUCCEEDED 1\n"
+    assert "202 queued job(s) cannot start: they wait for dependencies" in waited.stderr.decode()
     # A new submission can still meet them; wait --all then waits for them again.
     submit(manager, "-", input=json.dumps({"name": "never", "exec": "true"}).encode())
     waited = run_fsq("wait", "--all", "--timeout", "60", spool=manager.spool)
-    assert (waited.returncode, waited.stdout.decode()) == (0, "SUCCEEDED 4\n"), waited
+    assert (waited.returncode, waited.stdout.decode()) == (0, "SUCCEEDED 204\n"), waited
 
 
 def test_wait_by_name_and_timeout(start_manager):

@@ -15,7 +15,7 @@ from fsqueue.spool import Spool
 from tests.conftest import wait_until
 
 
-def make_manager(root, delay: float, monkeypatch) -> tuple[Manager, Spool, list[tuple[str, str]]]:
+def make_manager(root, delay: float, monkeypatch, **settings: Any) -> tuple[Manager, Spool, list[tuple[str, str]]]:
     spool = Spool.create(root)
     written: list[tuple[str, str]] = []
     real_write = Spool.write_status
@@ -25,8 +25,8 @@ def make_manager(root, delay: float, monkeypatch) -> tuple[Manager, Spool, list[
         real_write(self, job_id, document)
 
     monkeypatch.setattr(Spool, "write_status", write_status)
-    settings = Settings(watch=False, running_write_delay=delay)
-    manager = Manager(spool, Allocation((Node("local", 2),)), settings, os.environ, {"host": "test"})
+    manager = Manager(spool, Allocation((Node("local", 2),)), Settings(watch=False, running_write_delay=delay, **settings),
+                      os.environ, {"host": "test"})
     manager.recover(now())
     return manager, spool, written
 
@@ -59,14 +59,18 @@ def test_a_job_that_ends_before_the_delay_goes_straight_to_its_final_state(tmp_p
 
 
 def test_a_running_job_is_shown_running_once_it_has_run_for_the_delay(tmp_path, monkeypatch):
-    manager, spool, written = make_manager(tmp_path / "spool", 3600, monkeypatch)
+    # Scans and heartbeats far apart, so that the next deadline can only be the one for this write.
+    manager, spool, written = make_manager(tmp_path / "spool", 3600, monkeypatch, poll=1e6, heartbeat=1e6)
     [job_id] = client.submit(spool.root, {"exec": "sleep", "args": ["30"]})
+    launched_after = time.monotonic()
     manager.step(now(), woken_by_event=True)
+    launched_before = time.monotonic()
     assert job_id in manager.records and manager.records[job_id].state == "RUNNING"
     for _ in range(3):
         manager.step(now(1.0))  # past the flush window, not past the delay
     assert "RUNNING" not in states_of(written, job_id)
-    assert manager.next_deadline(now()) <= time.monotonic() + 3601, "the manager must wake to write it"
+    deadline = manager.next_deadline(now())
+    assert launched_after + 3600 <= deadline <= launched_before + 3600, "the manager must wake to write it, not before"
     manager.step(now(3601))
     assert states_of(written, job_id)[-1] == "RUNNING"
     assert spool.read_status(job_id)["state"] == "RUNNING"
