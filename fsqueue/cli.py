@@ -322,6 +322,10 @@ def cmd_wait(args: argparse.Namespace) -> int:
     documents = client.wait(spool, args.refs, timeout=args.timeout, poll_max=args.poll)
     for doc in documents:
         print(f"{doc['id']} {doc['state']}")
+    stuck = [doc["id"] for doc in documents if doc["state"] == "QUEUED"]
+    if stuck:
+        print(f"fsq: {' '.join(stuck)}: cannot start; the manager is stalled (they wait for dependencies no job in "
+              "the spool can meet yet, or for a larger allocation); `fsq status ID` says why", file=sys.stderr)
     return EXIT_OK if all(doc["state"] == "SUCCEEDED" for doc in documents) else EXIT_JOB_FAILED
 
 

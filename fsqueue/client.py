@@ -133,6 +133,8 @@ def wait(
 
     Polls with a back-off from 10 ms to `poll_max`, reading only the jobs not final yet. A name that
     no status file carries yet may belong to a file the manager has not taken in: it is looked for again.
+    Also returns, with those jobs still QUEUED, once the manager says it is stalled (manager.json) and
+    every job waited for is queued: they wait for something no job in the spool can bring.
     """
     target = Spool.create(spool)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -159,6 +161,9 @@ def wait(
                     on_final(current)
         if not pending_ids and not pending_names:
             return [final[job_id] for job_id in sorted(final)]
+        stuck = None if pending_names else _stalled(target, pending_ids, deadline, poll_max)
+        if stuck is not None:
+            return [{**final, **stuck}[job_id] for job_id in sorted({*final, *stuck})]
         if deadline is not None and time.monotonic() >= deadline:
             waiting = sorted(pending_ids | pending_names)
             raise WaitTimeout(f"timed out; still waiting for {len(waiting)} job(s): {', '.join(waiting[:5])}")
@@ -191,6 +196,25 @@ def wait_all(spool: str | os.PathLike[str], *, timeout: float | None = None, pol
             raise WaitTimeout(f"timed out with jobs still active: {counts}")
         time.sleep(delay)
         delay = min(delay * 1.5, poll_max)
+
+
+def _stalled(target: Spool, job_ids: set[str], deadline: float | None, poll_max: float) -> dict[str, StatusDoc] | None:
+    """The status of each of `job_ids` if all are QUEUED in a spool whose manager is stalled, else None.
+
+    Checked against a heartbeat written after the statuses were read, and read again after it, so that
+    a job taken in or started meanwhile is never called stuck."""
+    if not (target.read_manager_info() or {}).get("stalled"):
+        return None  # the cheap look, every round; the careful one only when it says stalled
+    if not _all_queued(docs := target.read_statuses(job_ids)):
+        return None
+    later = _next_heartbeat(target, target.read_manager_info() or {}, deadline, poll_max)
+    if not later or not later.get("stalled") or not _all_queued(docs := target.read_statuses(job_ids)):
+        return None
+    return {job_id: doc for job_id, doc in docs.items() if doc}
+
+
+def _all_queued(docs: dict[str, StatusDoc | None]) -> bool:
+    return all(doc and doc.get("state") == "QUEUED" for doc in docs.values())
 
 
 def _next_heartbeat(target: Spool, before: dict[str, Any], deadline: float | None, poll_max: float) -> dict[str, Any] | None:

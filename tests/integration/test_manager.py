@@ -303,6 +303,12 @@ def test_wait_all_stops_when_the_queued_jobs_wait_for_a_name_never_submitted(sta
     assert waited.returncode == 1, waited
     assert waited.stdout.decode() == "QUEUED 202, SUCCEEDED 1\n"
     assert "202 queued job(s) cannot start: they wait for dependencies" in waited.stderr.decode()
+    # fsq wait on such a job stops too, and says which.
+    [c_id] = [doc["id"] for doc in json.loads(run_fsq("list", "--json", spool=manager.spool, check=True).stdout)
+              if doc["name"] == "c"]
+    waited = run_fsq("wait", c_id, "--timeout", "60", spool=manager.spool)
+    assert (waited.returncode, waited.stdout.decode()) == (1, f"{c_id} QUEUED\n"), waited
+    assert f"{c_id}: cannot start; the manager is stalled" in waited.stderr.decode()
     # A new submission can still meet them; wait --all then waits for them again.
     submit(manager, "-", input=json.dumps({"name": "never", "exec": "true"}).encode())
     waited = run_fsq("wait", "--all", "--timeout", "60", spool=manager.spool)
