@@ -446,6 +446,9 @@ def _render_summary(summary: dict[str, Any]) -> str:
         f"jobs: {_counts_line(summary['counts'])}",
         f"cores: {cores['busy']} busy, {cores['total'] - cores['busy']} free of {cores['total']}",
     ]
+    if summary["manager"]["stalled"]:
+        lines.insert(2, "stalled: no queued job can start; they wait for dependencies that no job in the spool "
+                        "can meet yet, or for a larger allocation (fsq list --state queued)")
     lines += [f"  {n['name']}: out of the pool ({n['excluded']})" if n.get("excluded")
               else f"  {n['name']}: {n['busy']}/{n['cores']} busy" for n in summary["nodes"]]
     lines.append(f"incoming: {summary['incoming']} file(s) not taken in yet")

@@ -113,7 +113,8 @@ def summary(spool: str | os.PathLike[str]) -> dict[str, Any]:
     info = view.info or {}
     nodes = info.get("nodes", [])
     return {
-        "manager": {"alive": view.alive, "note": view.note, "host": info.get("host"), "pid": info.get("pid")},
+        "manager": {"alive": view.alive, "note": view.note, "host": info.get("host"), "pid": info.get("pid"),
+                    "stalled": bool(view.alive and info.get("stalled"))},
         "counts": info.get("counts", {}),
         "incoming": len(target.scan(target.incoming).candidates),
         "cores": {"total": sum(n["cores"] for n in nodes), "busy": sum(n["busy"] for n in nodes)},

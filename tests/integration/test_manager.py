@@ -309,10 +309,15 @@ def test_wait_all_stops_when_the_queued_jobs_wait_for_a_name_never_submitted(sta
     waited = run_fsq("wait", c_id, "--timeout", "60", spool=manager.spool)
     assert (waited.returncode, waited.stdout.decode()) == (1, f"{c_id} QUEUED\n"), waited
     assert f"{c_id}: cannot start; the manager is stalled" in waited.stderr.decode()
+    summary = run_fsq("status", spool=manager.spool, check=True).stdout.decode()
+    assert "\nstalled: no queued job can start" in summary
+    assert json.loads(run_fsq("status", "--json", spool=manager.spool, check=True).stdout)["manager"]["stalled"]
     # A new submission can still meet them; wait --all then waits for them again.
     submit(manager, "-", input=json.dumps({"name": "never", "exec": "true"}).encode())
     waited = run_fsq("wait", "--all", "--timeout", "60", spool=manager.spool)
     assert (waited.returncode, waited.stdout.decode()) == (0, "SUCCEEDED 204\n"), waited
+    summary = json.loads(run_fsq("status", "--json", spool=manager.spool, check=True).stdout)
+    assert summary["manager"]["stalled"] is False
 
 
 def test_wait_by_name_and_timeout(start_manager):
