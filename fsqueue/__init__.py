@@ -3,6 +3,7 @@
 from fsqueue.client import (
     cancel,
     list_jobs,
+    rerun,
     shutdown,
     status,
     submit,
@@ -13,4 +14,5 @@ from fsqueue.client import (
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "cancel", "list_jobs", "shutdown", "status", "submit", "summary", "wait", "wait_all"]
+__all__ = ["__version__", "cancel", "list_jobs", "rerun", "shutdown", "status", "submit", "summary", "wait",
+           "wait_all"]

@@ -134,6 +134,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
     sub.add_argument("--format", choices=("html", "json"), default="html", help="html (default) or json")
 
+    sub = command("rerun", cmd_rerun, "run ended jobs again as new jobs (and those skipped because of them); "
+                                      "prints the new ids")
+    sub.add_argument("refs", nargs="*", metavar="ID|NAME")
+    sub.add_argument("--failed", action="store_true", help="every job that ended FAILED, TIMEOUT or SKIPPED")
+
     sub = command("cancel", cmd_cancel, "cancel jobs: queued ones at once, running ones with SIGTERM")
     sub.add_argument("refs", nargs="+", metavar="ID|NAME")
 
@@ -327,6 +332,15 @@ def cmd_wait(args: argparse.Namespace) -> int:
         print(f"fsq: {' '.join(stuck)}: cannot start; the manager is stalled (they wait for dependencies no job in "
               "the spool can meet yet, or for a larger allocation); `fsq status ID` says why", file=sys.stderr)
     return EXIT_OK if all(doc["state"] == "SUCCEEDED" for doc in documents) else EXIT_JOB_FAILED
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    pairs = client.rerun(_spool_path(args), args.refs, failed=args.failed)
+    for _old, new in pairs:
+        print(new)
+    shown = ", ".join(f"{old} -> {new}" for old, new in pairs[:10]) + (", ..." if len(pairs) > 10 else "")
+    print(f"fsq: running {len(pairs)} job(s) again as new jobs: {shown}", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

@@ -15,8 +15,16 @@ from typing import Any
 import orjson
 
 from fsqueue import model
+from fsqueue import rerun as reruns
 from fsqueue.errors import FsqError, SpoolError, WaitTimeout
-from fsqueue.spool import IdMaker, Spool, is_job_id, manager_alive
+from fsqueue.spool import (
+    IdMaker,
+    Spool,
+    is_job_id,
+    is_submission_name,
+    manager_alive,
+    read_json,
+)
 
 StatusDoc = dict[str, Any]
 
@@ -228,6 +236,78 @@ def _next_heartbeat(target: Spool, before: dict[str, Any], deadline: float | Non
             return None
         time.sleep(delay)
         delay = min(delay * 1.5, poll_max)
+
+
+def rerun(spool: str | os.PathLike[str], refs: Sequence[str] = (), *, failed: bool = False) -> list[tuple[str, str]]:
+    """Run ended jobs again as new jobs: those named by `refs` (ids or names) and, with `failed`, every
+    job that ended FAILED, TIMEOUT or SKIPPED; with them the jobs skipped because of them. Returns
+    (old id, new id) pairs in old-id order. Sweeps are run again iteration by iteration.
+
+    Raises FsqError for a reference to no ended job, and when there is nothing to run again.
+    """
+    target = Spool.existing(spool)
+    statuses = {doc["id"]: doc for doc in _all_status(target) if "sweep" not in doc}  # iterations, not sweeps
+    chosen: set[str] = set()
+    for ref in refs:
+        found = [job_id for job_id, doc in statuses.items() if ref in (job_id, doc.get("name"))]
+        if not found:
+            raise FsqError(f"{ref}: no job with this id or name has a status file in {target.root}")
+        busy = [f"{job_id} is {statuses[job_id]['state']}" for job_id in found
+                if statuses[job_id]["state"] not in model.FINAL_STATES]
+        if busy:
+            raise FsqError(f"{ref}: {', '.join(busy)}; only ended jobs are run again")
+        rejected = [job_id for job_id in found if statuses[job_id]["state"] == "REJECTED"]
+        if rejected:
+            raise FsqError(f"{ref}: {rejected[0]} was rejected ({statuses[rejected[0]].get('reason')}); "
+                           "submit a corrected job instead")
+        chosen.update(found)
+    if failed:  # a failure that was run again already is left alone: its new job speaks for it
+        done = {doc["rerun_of"] for doc in statuses.values() if doc.get("rerun_of")}
+        chosen.update(job_id for job_id, doc in statuses.items() if doc["state"] in reruns.FAILED_STATES
+                      and job_id not in done)
+    if not chosen:
+        raise FsqError("nothing to run again: no job named, and no job failed, timed out or was skipped"
+                       if failed else "nothing to run again: name jobs, or give --failed")
+    candidates = chosen | {job_id for job_id, doc in statuses.items() if doc["state"] == "SKIPPED"}
+    documents = _AcceptedDocuments(target)
+    jobs = {job_id: reruns.Ended(job_id, statuses[job_id].get("name"), statuses[job_id]["state"],
+                                 documents.of(statuses[job_id])) for job_id in sorted(candidates)}
+    ids_by_name: dict[str, list[str]] = {}
+    for job_id, doc in statuses.items():
+        if doc.get("name"):
+            ids_by_name.setdefault(doc["name"], []).append(job_id)
+    selected = reruns.select(jobs, chosen)
+    new = submit(spool, reruns.plan(jobs, selected, IdMaker().many(), ids_by_name))
+    return list(zip(selected, new))
+
+
+class _AcceptedDocuments:
+    """Each ended job's document as its manager accepted it: from accepted/ (read once per file), an
+    iteration's made from its sweep."""
+
+    def __init__(self, target: Spool) -> None:
+        self._target = target
+        self._files: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def of(self, status: StatusDoc) -> dict[str, Any]:
+        iteration = status.get("iteration")
+        job_id = iteration["sweep"] if iteration else status["id"]
+        document = self._file(status.get("submission") or "").get(job_id)
+        if document is None:
+            raise FsqError(f"{status['id']}: its accepted submission ({status.get('submission')}) does not hold it")
+        if iteration:
+            [sweep] = model.accepted_specs(document)
+            return dict(model.iteration_spec(sweep, int(iteration["index"])).document)
+        return document
+
+    def _file(self, name: str) -> dict[str, dict[str, Any]]:
+        if name not in self._files:
+            # A name from a status file: checked like a dropped file's name, so it cannot leave accepted/.
+            content = read_json(self._target.accepted / name) if is_submission_name(name) else None
+            if not isinstance(content, (list, dict)):
+                raise FsqError(f"the accepted submission {name!r} is missing from {self._target.accepted}")
+            self._files[name] = {job["id"]: job for job in (content if isinstance(content, list) else [content])}
+        return self._files[name]
 
 
 def cancel(spool: str | os.PathLike[str], refs: Sequence[str]) -> None:

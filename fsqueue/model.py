@@ -123,6 +123,7 @@ class JobSpec:
     priority: int = 0
     walltime: float | None = None  # seconds
     retries: int = 0
+    rerun_of: str | None = None  # the ended job this one runs again (fsq rerun)
     sweep: Sweep | None = None  # a template: the manager runs its iterations, not the job itself
     iteration: tuple[str, int] | None = None  # (sweep id, 0-based index) of one iteration of a sweep
 
@@ -233,6 +234,8 @@ def status_document(record: JobRecord, manager: Mapping[str, Any] | None = None,
     if record.spec.iteration is not None:
         sweep_id, index = record.spec.iteration
         document["iteration"] = {"sweep": sweep_id, "index": index}
+    if record.spec.rerun_of is not None:
+        document["rerun_of"] = record.spec.rerun_of
     return document
 
 
@@ -419,6 +422,7 @@ def _build_spec(job: Mapping[str, Any], ids: Iterator[str]) -> JobSpec:
         walltime=parse_duration(job["walltime"]) if "walltime" in job else None,
         retries=int(job.get("retries", 0)),
         sweep=Sweep.parse(job["sweep"]) if "sweep" in job else None,
+        rerun_of=job.get("rerun_of"),
     )
 
 

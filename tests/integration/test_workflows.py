@@ -127,3 +127,38 @@ def test_a_run_interrupted_by_its_manager_uses_up_no_retry(start_manager, tmp_pa
     # attempt 1 interrupted (no retry used), attempt 2 failed (the one retry), attempt 3 failed: the end
     assert (final["state"], final["attempt"], final["failures"]) == ("FAILED", 3, 1)
     assert log.read_text().split() == ["1", "2", "3"]
+
+
+def test_rerun_failed_runs_the_failures_and_what_they_skipped_again_as_new_jobs(start_manager, tmp_path):
+    manager = start_manager("--cores", "2")
+    fixed = tmp_path / "fixed"  # absent on the first run: the jobs that look for it fail
+    jobs = [
+        {"name": "prep", "script": f"[ -e {fixed} ]"},
+        {"name": "sim", "exec": "true", "after": ["prep"]},
+        {"name": "report", "exec": "true", "after": [{"job": "sim", "when": "afterok"}]},
+        {"name": "fine", "exec": "true"},
+        {"name": "sweep", "script": f"[ ${{it}} != 2 ] || [ -e {fixed} ]", "sweep": {"range": {"stop": 4}}},
+    ]
+    first = run_fsq("submit", "-", spool=manager.spool, input=json.dumps(jobs).encode(), check=True)
+    ids = first.stdout.decode().split()
+    waited = run_fsq("wait", "--all", "--timeout", "60", spool=manager.spool)
+    assert waited.stdout.decode() == "FAILED 2, SKIPPED 2, SUCCEEDED 4\n", waited
+
+    fixed.touch()
+    rerun = run_fsq("rerun", "--failed", spool=manager.spool)
+    assert rerun.returncode == 0, rerun.stderr
+    new = rerun.stdout.decode().split()
+    assert len(new) == 4 and not set(new) & set(ids)
+    assert "running 4 job(s) again as new jobs" in rerun.stderr.decode()
+    finals = [manager.wait_final(job_id) for job_id in new]
+    assert sorted(doc["name"] for doc in finals) == ["prep", "report", "sim", "sweep:2"]
+    assert all(doc["state"] == "SUCCEEDED" for doc in finals), finals
+    # The new sim waited for the new prep, not for the name (which the failed prep also carries).
+    [sim] = [doc for doc in finals if doc["name"] == "sim"]
+    [prep] = [doc for doc in finals if doc["name"] == "prep"]
+    assert sim["start_time"] >= prep["end_time"]
+    assert sorted(doc["rerun_of"] for doc in finals) == sorted([ids[0], ids[1], ids[2], f"{ids[4]}.2"])
+    again = run_fsq("rerun", "--failed", spool=manager.spool)
+    assert again.returncode == 2 and "nothing to run again" in again.stderr.decode(), again  # each failure ran again once
+    busy = run_fsq("rerun", "fine", "nosuch", spool=manager.spool)
+    assert busy.returncode == 2 and "nosuch: no job with this id or name" in busy.stderr.decode()

@@ -33,7 +33,8 @@ ALLOWED = {
     "report": {"client", "joblog", "model", "spool"},
     "report_html": set(),
     "watch_view": {"client", "joblog", "spool"},
-    "client": {"model", "spool", "errors"},
+    "client": {"model", "rerun", "spool", "errors"},
+    "rerun": set(),
     "mounts": set(),
     "doctor": {"mounts", "spool"},
     "qcg": {"model", "errors", "sweep"},  # pure translation of QCG-PilotJob request files
@@ -45,7 +46,7 @@ ALLOWED = {
 IO_MODULES = {"os", "sys", "io", "pathlib", "shutil", "subprocess", "socket", "signal", "selectors", "time",
               "random", "secrets", "tempfile", "logging", "threading", "fcntl", "glob", "filelock", "watchdog",
               "importlib"}
-PURE = {"mounts": set(), "scheduler": set(), "resources": set(), "deps": set(), "sweep": set(), "sweep_run": set(), "qcg": set(), "model": {"importlib.resources"}}  # module -> allowed exception
+PURE = {"mounts": set(), "scheduler": set(), "resources": set(), "deps": set(), "sweep": set(), "sweep_run": set(), "qcg": set(), "rerun": set(), "model": {"importlib.resources"}}  # module -> allowed exception
 
 
 def imports(tree: ast.Module) -> set[str]:

@@ -27,7 +27,7 @@ from fsqueue.model import (
     status_document,
 )
 
-KNOWN = "after, args, env, exec, id, name, priority, resources, retries, script, stderr, stdin, stdout, sweep, version, walltime, wd"
+KNOWN = "after, args, env, exec, id, name, priority, rerun_of, resources, retries, script, stderr, stdin, stdout, sweep, version, walltime, wd"
 NOT_A_LABEL = ": no '/', '\\', '..', control characters or leading '.'"
 LEAVE_IT_OUT = "; leave id out and the manager makes one"
 
