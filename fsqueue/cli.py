@@ -137,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("rerun", cmd_rerun, "run ended jobs again as new jobs (and those skipped because of them); "
                                       "prints the new ids")
     sub.add_argument("refs", nargs="*", metavar="ID|NAME")
-    sub.add_argument("--failed", action="store_true", help="every job that ended FAILED, TIMEOUT or SKIPPED")
+    sub.add_argument("--failed", action="store_true", help="every job that ended FAILED or TIMEOUT")
 
     sub = command("cancel", cmd_cancel, "cancel jobs: queued ones at once, running ones with SIGTERM")
     sub.add_argument("refs", nargs="+", metavar="ID|NAME")

@@ -240,7 +240,7 @@ def _next_heartbeat(target: Spool, before: dict[str, Any], deadline: float | Non
 
 def rerun(spool: str | os.PathLike[str], refs: Sequence[str] = (), *, failed: bool = False) -> list[tuple[str, str]]:
     """Run ended jobs again as new jobs: those named by `refs` (ids or names) and, with `failed`, every
-    job that ended FAILED, TIMEOUT or SKIPPED; with them the jobs skipped because of them. Returns
+    job that ended FAILED or TIMEOUT; with them the jobs skipped because of them. Returns
     (old id, new id) pairs in old-id order. Sweeps are run again iteration by iteration.
 
     Raises FsqError for a reference to no ended job, and when there is nothing to run again.
@@ -250,6 +250,8 @@ def rerun(spool: str | os.PathLike[str], refs: Sequence[str] = (), *, failed: bo
     chosen: set[str] = set()
     for ref in refs:
         found = [job_id for job_id, doc in statuses.items() if ref in (job_id, doc.get("name"))]
+        if not found and any(ref in (doc["id"], doc.get("name")) for doc in _all_status(target)):
+            raise FsqError(f"{ref}: a sweep; name its iterations (SWEEP_ID.INDEX), or give --failed")
         if not found:
             raise FsqError(f"{ref}: no job with this id or name has a status file in {target.root}")
         busy = [f"{job_id} is {statuses[job_id]['state']}" for job_id in found
@@ -266,7 +268,7 @@ def rerun(spool: str | os.PathLike[str], refs: Sequence[str] = (), *, failed: bo
         chosen.update(job_id for job_id, doc in statuses.items() if doc["state"] in reruns.FAILED_STATES
                       and job_id not in done)
     if not chosen:
-        raise FsqError("nothing to run again: no job named, and no job failed, timed out or was skipped"
+        raise FsqError("nothing to run again: no job named, and no job failed or timed out"
                        if failed else "nothing to run again: name jobs, or give --failed")
     candidates = chosen | {job_id for job_id, doc in statuses.items() if doc["state"] == "SKIPPED"}
     documents = _AcceptedDocuments(target)

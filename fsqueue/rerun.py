@@ -16,7 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-FAILED_STATES = ("FAILED", "TIMEOUT", "SKIPPED")  # what `fsq rerun --failed` runs again
+# What `fsq rerun --failed` runs again; the SKIPPED jobs come along only for a job they waited for.
+FAILED_STATES = ("FAILED", "TIMEOUT")
 
 
 @dataclass(frozen=True)

@@ -162,3 +162,26 @@ def test_rerun_failed_runs_the_failures_and_what_they_skipped_again_as_new_jobs(
     assert again.returncode == 2 and "nothing to run again" in again.stderr.decode(), again  # each failure ran again once
     busy = run_fsq("rerun", "fine", "nosuch", spool=manager.spool)
     assert busy.returncode == 2 and "nosuch: no job with this id or name" in busy.stderr.decode()
+
+
+def test_rerun_by_name_takes_its_skipped_dependents_and_refuses_what_has_not_ended(start_manager, tmp_path):
+    manager = start_manager("--cores", "2")
+    fixed = tmp_path / "fixed"
+    jobs = [{"name": "prep", "script": f"[ -e {fixed} ]"},
+            {"name": "sim", "exec": "true", "after": ["prep"]},
+            {"name": "later", "exec": "sleep", "args": ["60"]},
+            {"name": "grid", "exec": "true", "sweep": {"values": [1, 2]}}]
+    run_fsq("submit", "-", spool=manager.spool, input=json.dumps(jobs).encode(), check=True)
+    manager_wait = run_fsq("wait", "prep", "sim", "grid:1", "grid:2", "--timeout", "60", spool=manager.spool)
+    assert manager_wait.returncode == 1, manager_wait
+    fixed.touch()
+    running = run_fsq("rerun", "later", spool=manager.spool)
+    assert running.returncode == 2 and "later: " in running.stderr.decode() and "only ended jobs" in running.stderr.decode()
+    sweep = run_fsq("rerun", "grid", spool=manager.spool)
+    assert sweep.returncode == 2 and "grid: a sweep; name its iterations" in sweep.stderr.decode()
+    rerun = run_fsq("rerun", "prep", spool=manager.spool)
+    assert rerun.returncode == 0, rerun.stderr
+    new = rerun.stdout.decode().split()
+    assert sorted(manager.wait_final(job_id)["name"] for job_id in new) == ["prep", "sim"]
+    assert all(manager.wait_final(job_id)["state"] == "SUCCEEDED" for job_id in new)
+    run_fsq("cancel", "later", spool=manager.spool, check=True)
