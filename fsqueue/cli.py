@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 # them: `fsq submit`, `status` and `wait` run in bash loops, and their start-up is most of their time.
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
+# Why the jobs of a stalled manager (manager.json) cannot start, in every message that says so.
+STALLED_WHY = "they wait for dependencies that no job in the spool can meet yet, or for a larger allocation"
 log = logging.getLogger("fsqueue")
 
 
@@ -319,9 +321,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
             progress.close()
         print(_counts_line(counts))
         if counts.get("QUEUED"):
-            print(f"fsq: {counts['QUEUED']} queued job(s) cannot start: they wait for dependencies that no job in "
-                  "the spool can meet yet, or for a larger allocation; `fsq list --state queued` and "
-                  "`fsq status ID` say why", file=sys.stderr)
+            print(f"fsq: {counts['QUEUED']} queued job(s) cannot start: {STALLED_WHY}; `fsq list --state queued` "
+                  "and `fsq status ID` say why", file=sys.stderr)
         failed = sum(n for state, n in counts.items() if state != "SUCCEEDED")
         return EXIT_JOB_FAILED if failed else EXIT_OK
     documents = client.wait(spool, args.refs, timeout=args.timeout, poll_max=args.poll)
@@ -329,8 +330,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
         print(f"{doc['id']} {doc['state']}")
     stuck = [doc["id"] for doc in documents if doc["state"] == "QUEUED"]
     if stuck:
-        print(f"fsq: {' '.join(stuck)}: cannot start; the manager is stalled (they wait for dependencies no job in "
-              "the spool can meet yet, or for a larger allocation); `fsq status ID` says why", file=sys.stderr)
+        print(f"fsq: {' '.join(stuck)}: cannot start; the manager is stalled ({STALLED_WHY}); `fsq status ID` "
+              "says why", file=sys.stderr)
     return EXIT_OK if all(doc["state"] == "SUCCEEDED" for doc in documents) else EXIT_JOB_FAILED
 
 
@@ -461,8 +462,7 @@ def _render_summary(summary: dict[str, Any]) -> str:
         f"cores: {cores['busy']} busy, {cores['total'] - cores['busy']} free of {cores['total']}",
     ]
     if summary["manager"]["stalled"]:
-        lines.insert(2, "stalled: no queued job can start; they wait for dependencies that no job in the spool "
-                        "can meet yet, or for a larger allocation (fsq list --state queued)")
+        lines.insert(2, f"stalled: no queued job can start; {STALLED_WHY} (fsq list --state queued)")
     lines += [f"  {n['name']}: out of the pool ({n['excluded']})" if n.get("excluded")
               else f"  {n['name']}: {n['busy']}/{n['cores']} busy" for n in summary["nodes"]]
     lines.append(f"incoming: {summary['incoming']} file(s) not taken in yet")

@@ -65,15 +65,25 @@ def status(spool: str | os.PathLike[str], ref: str) -> list[StatusDoc]:
     """The status documents of job `ref` (an id, or a name that may belong to several jobs)."""
     target = Spool.existing(spool)
     if is_job_id(ref):
-        document = target.read_status(ref) or _unstarted_iteration(target, ref)
+        document = _current(target, [ref])[ref]
         return [document] if document else []
     return [doc for doc in _all_status(target) if doc.get("name") == ref]
 
 
-def _unstarted_iteration(target: Spool, job_id: str) -> StatusDoc | None:
-    """An iteration of a sweep that never started has no status file: its sweep's file speaks for it."""
-    sweep_id, dot, index = job_id.partition(".")
-    sweep = target.read_status(sweep_id) if dot else None
+def _current(target: Spool, job_ids: Iterable[str]) -> dict[str, StatusDoc | None]:
+    """The status of each job as the file server has it now; an iteration that never started (it has no
+    file) as its sweep's file says. One revalidation for the jobs, one more for their sweeps if needed."""
+    found = target.read_statuses(job_ids)
+    missing = [job_id for job_id, doc in found.items() if doc is None and "." in job_id]
+    sweeps = target.read_statuses({job_id.partition(".")[0] for job_id in missing})
+    for job_id in missing:
+        found[job_id] = _unstarted_iteration(sweeps[job_id.partition(".")[0]], job_id)
+    return found
+
+
+def _unstarted_iteration(sweep: StatusDoc | None, job_id: str) -> StatusDoc | None:
+    """Iteration `job_id` of a sweep whose status file is `sweep`, for an iteration that never started."""
+    sweep_id, _, index = job_id.partition(".")
     if not sweep or int(index) >= sweep.get("sweep", {}).get("total", 0):
         return None
     canceled = sweep["state"] == "CANCELED"
@@ -161,8 +171,8 @@ def wait(
             pending_names -= resolved
         # One look per round that asks the file server, not this node's cache: on NFS a status file
         # written on the manager's node can otherwise stay missing or old here for 30-60 s.
-        for job_id, current in sorted(target.read_statuses(pending_ids).items()):
-            current = current or _unstarted_iteration(target, job_id)
+        documents = _current(target, pending_ids)
+        for job_id, current in sorted(documents.items()):
             if current and current.get("state") in model.FINAL_STATES:  # a StrEnum: its strings match
                 final[job_id] = current
                 pending_ids.discard(job_id)
@@ -170,7 +180,7 @@ def wait(
                     on_final(current)
         if not pending_ids and not pending_names:
             return [final[job_id] for job_id in sorted(final)]
-        stuck = None if pending_names else _stalled(target, pending_ids, deadline, poll_max)
+        stuck = None if pending_names else _stalled(target, documents, deadline, poll_max)
         if stuck is not None:
             return [{**final, **stuck}[job_id] for job_id in sorted({*final, *stuck})]
         if deadline is not None and time.monotonic() >= deadline:
@@ -207,23 +217,25 @@ def wait_all(spool: str | os.PathLike[str], *, timeout: float | None = None, pol
         delay = min(delay * 1.5, poll_max)
 
 
-def _stalled(target: Spool, job_ids: set[str], deadline: float | None, poll_max: float) -> dict[str, StatusDoc] | None:
-    """The status of each of `job_ids` if all are QUEUED in a spool whose manager is stalled, else None.
+def _stalled(target: Spool, documents: dict[str, StatusDoc | None], deadline: float | None,
+             poll_max: float) -> dict[str, StatusDoc] | None:
+    """The jobs' statuses if all are QUEUED (as `documents`, just read, say) and the manager is stalled.
 
-    Checked against a heartbeat written after the statuses were read, and read again after it, so that
-    a job taken in or started meanwhile is never called stuck."""
-    if not (target.read_manager_info() or {}).get("stalled"):
+    Confirmed by a heartbeat written after `documents` were read, and by reading the jobs again after
+    it, so that a job taken in or started meanwhile is never called stuck."""
+    if not _all_queued(documents):
+        return None
+    info = target.read_manager_info() or {}
+    if not info.get("stalled"):
         return None  # the cheap look, every round; the careful one only when it says stalled
-    if not _all_queued(docs := target.read_statuses(job_ids)):
+    later = _next_heartbeat(target, info, deadline, poll_max)
+    if not later or not later.get("stalled") or not _all_queued(documents := _current(target, documents)):
         return None
-    later = _next_heartbeat(target, target.read_manager_info() or {}, deadline, poll_max)
-    if not later or not later.get("stalled") or not _all_queued(docs := target.read_statuses(job_ids)):
-        return None
-    return {job_id: doc for job_id, doc in docs.items() if doc}
+    return {job_id: doc for job_id, doc in documents.items() if doc}
 
 
-def _all_queued(docs: dict[str, StatusDoc | None]) -> bool:
-    return all(doc and doc.get("state") == "QUEUED" for doc in docs.values())
+def _all_queued(documents: dict[str, StatusDoc | None]) -> bool:
+    return all(doc and doc.get("state") == "QUEUED" for doc in documents.values())
 
 
 def _next_heartbeat(target: Spool, before: dict[str, Any], deadline: float | None, poll_max: float) -> dict[str, Any] | None:
@@ -246,11 +258,12 @@ def rerun(spool: str | os.PathLike[str], refs: Sequence[str] = (), *, failed: bo
     Raises FsqError for a reference to no ended job, and when there is nothing to run again.
     """
     target = Spool.existing(spool)
-    statuses = {doc["id"]: doc for doc in _all_status(target) if "sweep" not in doc}  # iterations, not sweeps
+    every = _all_status(target)
+    statuses = {doc["id"]: doc for doc in every if "sweep" not in doc}  # iterations, not sweeps
     chosen: set[str] = set()
     for ref in refs:
         found = [job_id for job_id, doc in statuses.items() if ref in (job_id, doc.get("name"))]
-        if not found and any(ref in (doc["id"], doc.get("name")) for doc in _all_status(target)):
+        if not found and any(ref in (doc["id"], doc.get("name")) for doc in every):
             raise FsqError(f"{ref}: a sweep; name its iterations (SWEEP_ID.INDEX), or give --failed")
         if not found:
             raise FsqError(f"{ref}: no job with this id or name has a status file in {target.root}")
@@ -284,22 +297,27 @@ def rerun(spool: str | os.PathLike[str], refs: Sequence[str] = (), *, failed: bo
 
 
 class _AcceptedDocuments:
-    """Each ended job's document as its manager accepted it: from accepted/ (read once per file), an
-    iteration's made from its sweep."""
+    """Each ended job's document as its manager accepted it: from accepted/ (each file read once), an
+    iteration's made from its sweep (each sweep parsed once)."""
 
     def __init__(self, target: Spool) -> None:
         self._target = target
         self._files: dict[str, dict[str, dict[str, Any]]] = {}
+        self._sweeps: dict[str, model.JobSpec] = {}
 
     def of(self, status: StatusDoc) -> dict[str, Any]:
         iteration = status.get("iteration")
-        job_id = iteration["sweep"] if iteration else status["id"]
+        if not iteration:
+            return self._accepted(status["id"], status)
+        sweep_id = iteration["sweep"]
+        if sweep_id not in self._sweeps:
+            [self._sweeps[sweep_id]] = model.accepted_specs(self._accepted(sweep_id, status))
+        return dict(model.iteration_spec(self._sweeps[sweep_id], int(iteration["index"])).document)
+
+    def _accepted(self, job_id: str, status: StatusDoc) -> dict[str, Any]:
         document = self._file(status.get("submission") or "").get(job_id)
         if document is None:
             raise FsqError(f"{status['id']}: its accepted submission ({status.get('submission')}) does not hold it")
-        if iteration:
-            [sweep] = model.accepted_specs(document)
-            return dict(model.iteration_spec(sweep, int(iteration["index"])).document)
         return document
 
     def _file(self, name: str) -> dict[str, dict[str, Any]]:
@@ -335,6 +353,7 @@ __all__ = [
     "cancel",
     "list_jobs",
     "manager",
+    "rerun",
     "shutdown",
     "status",
     "submit",

@@ -694,9 +694,6 @@ class Manager:
                                  "attempt": record.attempt, "cores": {n: list(c) for n, c in placement.cores}})
         return self._commit_journal(now, durable=False)
 
-    def _sync_journal(self, now: Now) -> bool:
-        return self._commit_journal(now, durable=True)
-
     def _commit_journal(self, now: Now, durable: bool) -> bool:
         if self.journal is None or not self.journal.pending:
             return True
@@ -820,7 +817,7 @@ class Manager:
         due = self._dirty and (force or now.mono >= self._next_flush)
         # The journal first: a status file never says more than the journal a restart would read. One
         # fsync per flush window, for every transition of every job since the last (group commit).
-        if due and not self._sync_journal(now):
+        if due and not self._commit_journal(now, durable=True):
             self._next_flush = max(self._next_flush, self._writes_blocked_until)  # no spin until the retry
             if now.mono >= self._next_info_due():
                 self._write_info_safely(now)
@@ -834,9 +831,9 @@ class Manager:
             try:
                 # Jobs too young to show as RUNNING stay behind; there are at most as many as jobs running.
                 for job_id in list(itertools.islice(self._dirty, batch + len(self._launched_at))):
-                    record = self.records[job_id]
                     if written == batch:
                         break
+                    record = self.records[job_id]
                     if not force and self._too_young_to_show(record, now):
                         continue
                     self._write_status(record)

@@ -299,10 +299,11 @@ def _program(execution: dict[str, Any], path: str, start: _Start, sweep: dict[st
     if env:
         out["env"] = {_run_substitute(key, f"{where}.env.{key}", start, None, name=True):
                       text(f"env.{key}", value) if isinstance(value, str) else value for key, value in env.items()}
-    return {key: out[key] for key in _ORDER if key in out}
+    return {key: out[key] for key in _EXECUTION_FIELDS if key in out}
 
 
-_ORDER = ("exec", "args", "script", "env", "wd", "stdin", "stdout", "stderr")
+# The fsqueue fields that QCG's execution object becomes, in the order a translated job lists them.
+_EXECUTION_FIELDS = ("exec", "args", "script", "env", "wd", "stdin", "stdout", "stderr")
 
 
 def _shell_prefix(execution: dict[str, Any], text: Callable[..., str]) -> list[str]:
@@ -327,7 +328,7 @@ def _arg(value: Any, field: str) -> Any:
 def _run_substitute(text: str, field: str, start: _Start, sweep: dict[str, Any] | None, *,
                     name: bool = False) -> str:
     """QCG's start-time substitution, with the sweep variables turned into fsqueue's ${it} and ${itval}."""
-    filled = string.Template(text).safe_substitute(start.values)
+    filled = _substitute(text, start.values)
     unknowable = re.search(f"{_SENTINEL}\\?(\\w+){_SENTINEL}", filled)
     if unknowable:
         variable = unknowable.group(1)
@@ -525,10 +526,6 @@ def _fill(value: Any, variables: Mapping[str, str]) -> Any:
     if isinstance(value, dict):
         return {_fill(key, variables): _fill(item, variables) for key, item in value.items()}
     return value
-
-
-
-_EXECUTION_FIELDS = frozenset({"exec", "args", "script", "env", "wd", "stdin", "stdout", "stderr"})
 
 
 def _blame(path: str, problem: str) -> str:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 
+from fsqueue.launcher import job_process_groups
 from fsqueue.spool import Spool, read_json
 from tests.conftest import run_fsq, wait_until
 from tests.integration.test_workflows import submit_jobs
@@ -95,16 +95,16 @@ def test_a_huge_sweep_is_made_lazily_and_cancel_ends_it_whole(start_manager, tmp
     manager = start_manager("--cores", "2")
     [sweep] = submit_jobs(manager, [{"name": "big", "script": "sleep 30", "sweep": {"range": {"stop": 100_000}}}])
     wait_until(lambda: manager.status(sweep) and manager.status(sweep)["state"] == "RUNNING")
-    info = wait_until(lambda: (read_json(manager.spool / "manager.json") or {}).get("counts", {}).get("RUNNING") == 2
-                      and read_json(manager.spool / "manager.json"))
+    info = wait_until(lambda: (info := read_json(manager.spool / "manager.json") or {}).get("counts", {}).get("RUNNING")
+                      == 2 and info)
     assert info["counts"] == {"QUEUED": 99_998, "RUNNING": 2}
     status_files = os.listdir(manager.spool / "status")
     assert len(status_files) < 100, "only the sweep and the iterations that started have status files"
     run_fsq("cancel", sweep, spool=manager.spool, check=True)
     final = manager.wait_final(sweep)
     assert final["state"] == "CANCELED" and final["sweep"] == {"total": 100_000, "counts": {"CANCELED": 100_000}}
-    counts = wait_until(lambda: (read_json(manager.spool / "manager.json") or {}).get("counts", {}).get("CANCELED")
-                        == 100_000 and read_json(manager.spool / "manager.json")["counts"])
+    counts = wait_until(lambda: (info := read_json(manager.spool / "manager.json") or {}).get("counts", {}).get(
+                        "CANCELED") == 100_000 and info["counts"])
     assert counts == {"CANCELED": 100_000}
     # An iteration that never started has no file of its own; fsq status answers for it from the sweep.
     never = json.loads(run_fsq("status", "--json", f"{sweep}.99999", spool=manager.spool, check=True).stdout)
@@ -122,8 +122,9 @@ def test_a_restarted_manager_runs_only_the_iterations_that_had_not_ended(start_m
                describe=lambda: str(manager.status(sweep)))
     os.kill(manager.proc.pid, signal.SIGKILL)
     manager.proc.wait(timeout=10)
-    for pid in _children_running("sleep 60"):
-        os.kill(pid, signal.SIGKILL)  # the orphans of the killed manager
+    # The orphans of the killed manager, found as the next manager would find them: by their environment.
+    for group in job_process_groups(os.path.abspath(manager.spool), {f"{sweep}.4", f"{sweep}.5"}):
+        os.killpg(group, signal.SIGKILL)
     log.write_text("")
     restarted = start_manager("--cores", "2", spool=manager.spool)
     wait_until(lambda: len(log.read_text().split()) == 2, describe=lambda: log.read_text())
@@ -134,18 +135,6 @@ def test_a_restarted_manager_runs_only_the_iterations_that_had_not_ended(start_m
     run_fsq("cancel", sweep, spool=manager.spool, check=True)
     final = restarted.wait_final(sweep)
     assert final["sweep"]["counts"] == {"CANCELED": 2, "SUCCEEDED": 4}
-
-
-def _children_running(pattern: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if pattern in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
 
 
 def test_a_sweep_accepted_just_before_a_crash_runs_under_the_next_manager(start_manager, tmp_path):
