@@ -316,8 +316,10 @@ def _read_parameter_file(job: dict[str, Any], read_text: Callable[[str], str] | 
         return job, [f"sweep.file: cannot use {path}: {why}"]
     if not values:
         return job, [f"sweep.file: {path} has no iterations (blank lines and # comments are skipped)"]
-    problems = sweeps.problems({"values": values})
-    return {**job, "sweep": {"values": values}}, problems
+    # The values go through every check a sweep's values written in the job get: the schema's limits
+    # (iterations, parameters per iteration) as well as the sweep's own rules.
+    job = {**job, "sweep": {"values": values}}
+    return job, job_problems(job)
 
 
 def iteration_spec(spec: JobSpec, index: int) -> JobSpec:

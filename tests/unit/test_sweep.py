@@ -139,6 +139,14 @@ def test_bad_parameter_files_are_rejected_with_the_reason(tmp_path, text, header
     assert str(caught.value).startswith("sweep.file: ") and message in str(caught.value)
 
 
+def test_a_parameter_file_is_held_to_the_limits_of_values_written_in_the_job(tmp_path):
+    params = tmp_path / "wide.tsv"
+    columns = [f"p{n}" for n in range(33)]  # one parameter more than a job may name
+    params.write_text("\t".join(columns) + "\n" + "\t".join("1" for _ in columns) + "\n")
+    with pytest.raises(InvalidJob, match=r"sweep\.values\[0\]"):
+        parse({"exec": "true", "sweep": {"file": str(params), "header": True}}, read_text=_read)
+
+
 def test_a_missing_parameter_file_says_so(tmp_path):
     with pytest.raises(InvalidJob, match=r"sweep.file: cannot use .*/nope.txt: No such file or directory"):
         parse({"exec": "true", "wd": str(tmp_path), "sweep": {"file": "nope.txt"}}, read_text=_read)
