@@ -14,7 +14,6 @@ import secrets
 import stat
 import textwrap
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,15 @@ from fsqueue.mounts import (
     mount_for,
     parse_mounts,
 )
-from fsqueue.spool import Spool, fsync_dir, manager_alive, revalidate
+from fsqueue.spool import (
+    Spool,
+    directory_problems,
+    fsync_dir,
+    manager_alive,
+    read_json,
+    revalidate,
+    write_all,
+)
 
 FORMAT_VERSION = 1
 MIN_FREE_BYTES = 1 << 30
@@ -38,6 +45,8 @@ MIN_FREE_FRACTION = 0.05
 MIN_FREE_INODES = 10_000
 MANY_FILES = 10_000  # R19: keep directories under about 10,000 entries on shared filesystems
 PROBE_BYTES = 4096
+WIDTH = 100  # of the report's lines
+MOUNTS = Path("/proc/mounts")
 
 
 @dataclass(frozen=True)
@@ -98,8 +107,9 @@ def judge_permissions(obs: Observation) -> list[Finding]:
     if not root.is_dir:
         return [Finding(Level.ERROR, "spool.not-directory", f"{root.path} is not a directory (a link?)",
                         "fsq refuses to use it: a spool's directories must not be links (docs/spool.md).")]
-    findings = [_problem(code, level, paths, obs.uid) for (code, level), paths in _problems(obs).items()]
-    return findings + ([] if _entry_problems(root, obs.uid) else [_mode_summary(root, obs.uid)])
+    found = [_entry_problems(entry, obs.uid) for entry in obs.entries]
+    findings = [_problem(code, level, paths, obs.uid) for (code, level), paths in _by_problem(obs.entries, found).items()]
+    return findings + ([] if found[0] else [_mode_summary(root, obs.uid)])
 
 
 def _missing(obs: Observation) -> Finding:
@@ -114,10 +124,10 @@ def _missing(obs: Observation) -> Finding:
                    "--group-shared (2750). fsq doctor made nothing.")
 
 
-def _problems(obs: Observation) -> dict[tuple[str, Level], list[str]]:
+def _by_problem(entries: tuple[Entry, ...], found: list[list[tuple[str, Level]]]) -> dict[tuple[str, Level], list[str]]:
     problems: dict[tuple[str, Level], list[str]] = {}
-    for entry in obs.entries:
-        for problem in _entry_problems(entry, obs.uid):
+    for entry, entry_problems in zip(entries, found, strict=True):
+        for problem in entry_problems:
             problems.setdefault(problem, []).append(entry.path)
     return problems
 
@@ -127,14 +137,9 @@ def _entry_problems(entry: Entry, uid: int) -> list[tuple[str, Level]]:
         return [("spool.unreadable", Level.ERROR)]
     if not entry.exists:
         return [("spool.incomplete", Level.NOTE)]
-    if not entry.is_dir:
-        return [("spool.not-directory", Level.ERROR)]
-    found = [("spool.owner", Level.ERROR)] if entry.uid != uid else []
-    if entry.mode & stat.S_IWOTH:
-        found.append(("spool.world-writable", Level.ERROR))
-    elif entry.mode & stat.S_IWGRP:
-        found.append(("spool.group-writable", Level.ERROR))
-    return found
+    # Spool.check's rule; the filesystem of each directory is judge_same_filesystem's finding.
+    problems = directory_problems(is_dir=entry.is_dir, mode=entry.mode, owner=entry.uid, uid=uid)
+    return [(f"spool.{problem}", Level.ERROR) for problem in problems]
 
 
 _PROBLEM_TEXT = {  # code -> (title, why and what to do)
@@ -178,18 +183,26 @@ def _mode_summary(root: Entry, uid: int) -> Finding:
                    "Submissions from other users are refused (docs/spool.md).")
 
 
+def _present(entries: tuple[Entry, ...]) -> list[Entry]:
+    return [entry for entry in entries if entry.exists and entry.is_dir]
+
+
+def _elsewhere(present: list[Entry]) -> list[str]:
+    """The directories on another filesystem than the first one present (the root, unless it is missing)."""
+    return [entry.path for entry in present[1:] if entry.dev != present[0].dev]
+
+
 def judge_same_filesystem(entries: tuple[Entry, ...]) -> list[Finding]:
-    present = [entry for entry in entries if entry.exists and entry.is_dir]
+    present = _present(entries)
     if len(present) < 2:
         return []
-    root = present[0]
-    elsewhere = [entry.path for entry in present[1:] if entry.dev != root.dev]
+    elsewhere = _elsewhere(present)
     if not elsewhere:
         return [Finding(Level.OK, "spool.same-filesystem",
                         "one filesystem: rename between the spool's directories is atomic",
                         "Publishing (tmp/ to incoming/), claiming and rejecting are renames between directories.")]
     return [Finding(Level.ERROR, "spool.same-filesystem",
-                    f"on another filesystem than {root.path}: {', '.join(elsewhere)}",
+                    f"on another filesystem than {present[0].path}: {', '.join(elsewhere)}",
                     "fsqueue publishes from tmp/ into incoming/ and claims from incoming/ by rename(2), which does "
                     "not cross filesystems (EXDEV): submissions and claims fail. Keep the whole spool on one "
                     "filesystem, with nothing mounted inside it.")]
@@ -263,9 +276,10 @@ def judge(obs: Observation, now: float) -> dict[str, Any]:
     if obs.exists:
         findings.append(judge_manager(obs.manager, now))
     findings += judge_probe(obs.probe)
-    same = not any(f.code == "spool.same-filesystem" and f.level == Level.ERROR for f in findings)
-    alive = any(f.code == "manager.alive" for f in findings)
-    poll = (obs.manager or {}).get("poll") if alive else None
+    same = not _elsewhere(_present(obs.entries))
+    info = obs.manager
+    alive = bool(obs.exists and info and manager_alive(info, now))  # judge_manager's manager.alive
+    poll = (info or {}).get("poll") if alive else None
     worst = max((f.level for f in findings), key=RANK.__getitem__, default=Level.OK)
     return {
         "version": FORMAT_VERSION, "spool": obs.spool, "exists": obs.exists, "checked": obs.checked,
@@ -284,7 +298,7 @@ def _mount_doc(mount: Mount | None) -> dict[str, Any] | None:
             "options": dict(mount.options)}
 
 
-def render(report: dict[str, Any], width: int = 100) -> str:
+def render(report: dict[str, Any]) -> str:
     """The report for people: what holds the spool, one block per finding, then the guarantees."""
     fs = report["filesystem"]
     where = (f"{fs['type']} on {fs['mount_point']} from {fs['device']}" if fs else "unknown")
@@ -293,10 +307,10 @@ def render(report: dict[str, Any], width: int = 100) -> str:
              f"filesystem: {where}", ""]
     for finding in report["findings"]:
         lines.append(f"{finding['level']:<8} {finding['title']}")
-        lines += textwrap.wrap(finding["detail"], width, initial_indent=" " * 9, subsequent_indent=" " * 9)
+        lines += textwrap.wrap(finding["detail"], WIDTH, initial_indent=" " * 9, subsequent_indent=" " * 9)
     lines += ["", "What fsqueue guarantees here:"]
     for text in report["guarantees"]:
-        lines += textwrap.wrap(text, width, initial_indent="  - ", subsequent_indent="    ")
+        lines += textwrap.wrap(text, WIDTH, initial_indent="  - ", subsequent_indent="    ")
     counts = {level: sum(f["level"] == level for f in report["findings"]) for level in ("error", "warning")}
     lines += ["", f"{counts['error']} error(s), {counts['warning']} warning(s)"]
     return "\n".join(lines)
@@ -325,27 +339,27 @@ def _age(seconds: float) -> str:
 # -- looking (the only I/O) ------------------------------------------------------------------------------
 
 
-def look(spool_path: str | os.PathLike[str], *, uid: int, mounts_file: Path = Path("/proc/mounts"),
-         clock: Callable[[], float] = time.perf_counter) -> Observation:
+def look(spool_path: str | os.PathLike[str], *, uid: int) -> Observation:
     """Look at the spool, or at where it would be made, without making it."""
     spool = Spool(Path(spool_path).absolute())
     _revalidate(spool.root.parent)  # on NFS, a spool made on another node may hide behind a cached miss
-    exists = os.path.lexists(spool.root)
+    _revalidate(spool.root)  # and the root's own attributes may be old; this also serves manager.json below
+    root = _entry(spool.root)
+    exists = root.exists and root.error is None  # as os.path.lexists: a root we may not lstat is not there
     checked = os.path.realpath(spool.root if exists else _nearest_directory(spool.root))
-    mount = mount_for(parse_mounts(_read_text(mounts_file)), checked)
+    mount = mount_for(parse_mounts(_read_text(MOUNTS)), checked)
     base = Observation(str(spool.root), exists, checked, uid, mount, space=_space(checked))
     if not exists:
         writable = os.access(checked, os.W_OK | os.X_OK)
         where = Path(checked)
-        return replace(base, can_create=writable, probe=probe(where, where, clock) if writable else None)
-    _revalidate(spool.root)
-    entries = {path: _entry(path) for path in spool.directories()}
+        return replace(base, can_create=writable, probe=probe(where, where) if writable else None)
+    entries = {path: root if path == spool.root else _entry(path) for path in spool.directories()}
     # Probe only where fsqueue itself would write: our own, real directories.
     usable = all(entries[path].is_dir and entries[path].uid == uid for path in (spool.root, spool.tmp, spool.incoming))
     return replace(base, entries=tuple(entries.values()), joblog_bytes=_file_size(spool.joblog),
                    status_files=_count(spool.status_dir),
-                   manager=_manager_info(spool) if entries[spool.root].is_dir else None,
-                   probe=probe(spool.tmp, spool.incoming, clock) if usable else None)
+                   manager=_manager_info(spool) if root.is_dir else None,
+                   probe=probe(spool.tmp, spool.incoming) if usable else None)
 
 
 def _revalidate(directory: Path) -> None:
@@ -406,13 +420,13 @@ def _count(directory: Path) -> int | None:
 
 def _manager_info(spool: Spool) -> dict[str, Any] | None:
     try:
-        info = spool.read_manager_info()
+        info = read_json(spool.manager_file, fresh=False)  # look revalidated the root
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
 
 
-def probe(staging: Path, target: Path, clock: Callable[[], float] = time.perf_counter) -> Probe:
+def probe(staging: Path, target: Path) -> Probe:
     """Publish one file the way fsqueue does, read it back and remove it; how long that took.
 
     The name starts with a dot, so a manager scanning `target` skips it (R9).
@@ -421,12 +435,12 @@ def probe(staging: Path, target: Path, clock: Callable[[], float] = time.perf_co
     part, final = staging / f"{name}.part", target / name
     data = secrets.token_bytes(PROBE_BYTES)
     step = "create"
-    start = clock()
+    start = time.perf_counter()
     try:
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             step = "write"
-            os.write(fd, data)
+            write_all(fd, data)
             step = "fsync"
             os.fsync(fd)
         finally:
@@ -441,7 +455,7 @@ def probe(staging: Path, target: Path, clock: Callable[[], float] = time.perf_co
             return Probe(str(staging), None, "read back: the data differs from what was written")
         step = "remove"
         final.unlink()
-        return Probe(str(staging), clock() - start)
+        return Probe(str(staging), time.perf_counter() - start)
     except OSError as error:
         return Probe(str(staging), None, f"{step}: {error.strerror or error}")
     finally:

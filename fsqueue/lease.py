@@ -43,7 +43,7 @@ from pathlib import Path
 import orjson
 
 from fsqueue.errors import LeaseLost, ManagerBusy, SpoolError
-from fsqueue.spool import atomic_write, revalidate, write_all
+from fsqueue.spool import atomic_write, heartbeat_window, read_bytes, write_all
 
 VERSION = 1
 # squeue(1) states in which no process of the job runs any more (PENDING: requeued, its tasks were
@@ -151,8 +151,10 @@ class Lease:
             if _create(path, mine):
                 return cls(path, mine)
             seen = _read(path)
-            verdict = None if seen is None else _judge(path, seen, owner, patience)
-            if seen is not None and verdict is not None and _take_over(path, seen, mine):
+            if seen is None:
+                continue  # gone between our create and our read: create again
+            verdict = _judge(path, seen, owner, patience)
+            if verdict is not None and _take_over(path, seen, mine):
                 return cls(path, mine, verdict)
         raise ManagerBusy(f"the manager lease {path} changed hands {_ATTEMPTS} times while this manager tried "
                           f"to take it: another manager is starting; try again")
@@ -186,7 +188,7 @@ def _judge(path: Path, seen: bytes, me: Owner, patience: _Patience) -> str | Non
     reason = _dead_at_once(holder.owner, me, patience.run) if holder else None
     if reason is None:
         interval = holder.interval if holder else patience.interval
-        window = patience.stale_after if patience.stale_after is not None else 3 * interval + 5
+        window = patience.stale_after if patience.stale_after is not None else heartbeat_window(interval)
         reason = _watch(path, seen, window, min(max(interval / 2, 0.05), 1.0), patience)
     return None if reason is None else f"took over from {_who(seen)}: {reason}"
 
@@ -319,22 +321,12 @@ def _temp(path: Path, holder: Holder) -> Path:
 
 def _read(path: Path) -> bytes | None:
     """The lease as the file server has it now (R11: another node may just have replaced it); None if absent."""
-    revalidate(path.parent)
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                return os.read(fd, 1 << 16)  # a lease is ~300 bytes
-            finally:
-                os.close(fd)
-        except FileNotFoundError:
-            return None
-        except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise SpoolError(f"the manager lease {path} is a symbolic link: remove it and start again") from error
-            if error.errno != errno.ESTALE:  # ESTALE: replaced under our handle on NFS; open again
-                raise
-    return None
+    try:
+        return read_bytes(path, nofollow=True)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise SpoolError(f"the manager lease {path} is a symbolic link: remove it and start again") from error
+        raise
 
 
 def _token(data: bytes) -> str | None:

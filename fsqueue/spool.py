@@ -44,6 +44,7 @@ import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,51 @@ class Unsafe(Exception):
     """A file in a drop directory that must not be read as a request; the message says why."""
 
 
+class WritableByOthers(Unsafe):
+    """Unsafe because users other than its owner could have written it (its mode allows them)."""
+
+
+class DirectoryProblem(StrEnum):
+    """Why a directory of the spool is refused (Spool.check), as directory_problems finds it."""
+
+    NOT_DIRECTORY = "not-directory"
+    OTHER_FILESYSTEM = "other-filesystem"
+    OWNER = "owner"
+    WORLD_WRITABLE = "world-writable"
+    GROUP_WRITABLE = "group-writable"
+
+
+def directory_problems(*, is_dir: bool, mode: int, owner: int, uid: int,
+                       on_root_device: bool = True) -> list[DirectoryProblem]:
+    """The rule of Spool.check, for one directory's lstat facts, in the order Spool.check reports them;
+    also `fsq doctor`'s. A non-directory has that one problem; world-writable hides group-writable."""
+    if not is_dir:
+        return [DirectoryProblem.NOT_DIRECTORY]
+    # rename(2) does not cross filesystems (EXDEV): nothing could be published or claimed.
+    found = [] if on_root_device else [DirectoryProblem.OTHER_FILESYSTEM]
+    if owner != uid:
+        found.append(DirectoryProblem.OWNER)
+    if mode & stat.S_IWOTH:
+        found.append(DirectoryProblem.WORLD_WRITABLE)
+    elif mode & stat.S_IWGRP:
+        found.append(DirectoryProblem.GROUP_WRITABLE)
+    return found
+
+
+_REFUSALS = {  # DirectoryProblem -> Spool.check's message
+    DirectoryProblem.NOT_DIRECTORY: "{path} is not a directory (a link?): refusing to use this spool",
+    DirectoryProblem.OTHER_FILESYSTEM: ("{path} is on another filesystem than {root}; keep the whole spool on one "
+                                        "filesystem, with nothing mounted inside it (`fsq doctor` shows what is "
+                                        "where)"),
+    DirectoryProblem.OWNER: "{path} belongs to uid {owner}, not to you ({uid}): refusing to use it",
+    DirectoryProblem.WORLD_WRITABLE: "{path} is writable by everyone; run `chmod o-w {path}` first",
+    DirectoryProblem.GROUP_WRITABLE: (
+        "{path} is writable by its group (gid {gid}), so others could plant files that the manager acts on; run "
+        "`chmod g-w {path}`, or give --group-shared to make the spool group-shared (mode 2750: the group reads, "
+        "only you write)"),
+}
+
+
 @dataclass(frozen=True)
 class Spool:
     """A spool directory: where each file lives, and the protocol's operations on them.
@@ -290,7 +336,7 @@ class Spool:
                 cls(path)._share_with_group()
         except OSError as error:
             raise SpoolError(f"cannot create the spool ({path}): {error.strerror}") from error
-        spool = cls(path, group_shared=cls(path).group_can_enter())
+        spool = cls(path, group_shared=group_shared or cls(path).group_can_enter())
         spool.check()
         return spool
 
@@ -327,24 +373,17 @@ class Spool:
         for a caller that takes the group's write access away next (create with group_shared).
         """
         uid = os.geteuid()
-        device = os.lstat(self.root).st_dev
+        device: int | None = None
         for path in self.directories():
             info = os.lstat(path)
-            if not stat.S_ISDIR(info.st_mode):
-                raise SpoolError(f"{path} is not a directory (a link?): refusing to use this spool")
-            if info.st_dev != device:
-                # rename(2) does not cross filesystems (EXDEV): nothing could be published or claimed.
-                raise SpoolError(f"{path} is on another filesystem than {self.root}; keep the whole spool on one "
-                                 f"filesystem, with nothing mounted inside it (`fsq doctor` shows what is where)")
-            if info.st_uid != uid:
-                raise SpoolError(f"{path} belongs to uid {info.st_uid}, not to you ({uid}): refusing to use it")
-            if info.st_mode & stat.S_IWOTH:
-                raise SpoolError(f"{path} is writable by everyone; run `chmod o-w {path}` first")
-            if info.st_mode & stat.S_IWGRP and not allow_group_write:
-                raise SpoolError(
-                    f"{path} is writable by its group (gid {info.st_gid}), so others could plant files that the "
-                    f"manager acts on; run `chmod g-w {path}`, or give --group-shared to make the spool "
-                    f"group-shared (mode 2750: the group reads, only you write)")
+            device = info.st_dev if device is None else device  # the root comes first
+            problems = directory_problems(is_dir=stat.S_ISDIR(info.st_mode), mode=info.st_mode, owner=info.st_uid,
+                                          uid=uid, on_root_device=info.st_dev == device)
+            if allow_group_write and DirectoryProblem.GROUP_WRITABLE in problems:
+                problems.remove(DirectoryProblem.GROUP_WRITABLE)
+            if problems:
+                raise SpoolError(_REFUSALS[problems[0]].format(path=path, root=self.root, owner=info.st_uid, uid=uid,
+                                                               gid=info.st_gid))
 
     def group_can_enter(self) -> bool:
         return bool(os.stat(self.root).st_mode & (stat.S_IXGRP | stat.S_IWGRP))
@@ -433,9 +472,10 @@ class Spool:
             info = os.fstat(fd)
             _check_owned_file(info, group_may_write=False)
             return _read_all(fd, info.st_size).decode()
+        except WritableByOthers as error:
+            raise ValueError(f"{error}; run `chmod go-w` on it") from error
         except Unsafe as error:
-            raise ValueError(f"{error}; run `chmod go-w` on it" if "could have written" in str(error) else
-                             str(error)) from error
+            raise ValueError(str(error)) from error
         finally:
             os.close(fd)
 
@@ -513,25 +553,32 @@ class Spool:
         return read_json(self.manager_file)
 
 
+def heartbeat_window(interval: float) -> float:
+    """How long a heartbeat renewed every `interval` seconds (manager.json, manager.lease) may stay
+    unchanged before its writer counts as dead: 3 intervals plus 5 s, the slack for clocks of two nodes."""
+    return 3 * interval + 5
+
+
 def manager_alive(info: dict[str, Any], now: float) -> bool:
     """The heartbeat rule of docs/spool.md (manager.json): alive unless stopped or its heartbeat is older
-    than 3 intervals plus 5 s, judged on the reader's clock `now` (the slack is for clocks of two nodes)."""
-    stale = now - float(info.get("heartbeat", 0)) > 3 * float(info.get("interval", 2)) + 5
+    than heartbeat_window(interval), judged on the reader's clock `now`."""
+    stale = now - float(info.get("heartbeat", 0)) > heartbeat_window(float(info.get("interval", 2)))
     return info.get("phase") != "stopped" and not stale
 
 
-def read_json(path: Path, *, fresh: bool = True) -> Any:
-    """Read a whole JSON file written by atomic_write; None if it does not exist (yet).
+def read_bytes(path: Path, *, fresh: bool = True, nofollow: bool = False) -> bytes | None:
+    """Read a whole file that another node may replace; None if it does not exist (yet).
 
     `fresh` revalidates the directory first, so that the answer is the file server's, not a name
     this node cached before another node wrote the file. False when the caller has just done it.
+    `nofollow`: a symbolic link in its place fails with ELOOP instead of being followed.
     """
     if fresh:
         revalidate(path.parent)
     for _ in range(3):
         try:
-            with open(path, "rb") as handle:
-                return orjson.loads(handle.read())
+            with open(path, "rb", opener=_open_nofollow if nofollow else None) as handle:
+                return handle.read()
         except FileNotFoundError:
             return None
         except OSError as error:
@@ -539,6 +586,16 @@ def read_json(path: Path, *, fresh: bool = True) -> Any:
             if error.errno != errno.ESTALE:
                 raise
     return None
+
+
+def _open_nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def read_json(path: Path, *, fresh: bool = True) -> Any:
+    """Read a whole JSON file written by atomic_write; None if it does not exist (yet). `fresh` as read_bytes."""
+    data = read_bytes(path, fresh=fresh)
+    return None if data is None else orjson.loads(data)
 
 
 def _check_owned_file(info: os.stat_result, *, group_may_write: bool, single_link: bool = False) -> None:
@@ -552,7 +609,7 @@ def _check_owned_file(info: os.stat_result, *, group_may_write: bool, single_lin
     if single_link and info.st_nlink != 1:
         raise Unsafe(f"it has {info.st_nlink} hard links; it may be a file from outside the spool")
     if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not group_may_write):
-        raise Unsafe(f"other users could have written it (mode {stat.filemode(info.st_mode)})")
+        raise WritableByOthers(f"other users could have written it (mode {stat.filemode(info.st_mode)})")
     if info.st_size > MAX_SUBMISSION_BYTES:
         raise Unsafe(f"it is {info.st_size} bytes; the limit is {MAX_SUBMISSION_BYTES}")
 

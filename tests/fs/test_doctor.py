@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ import pytest
 from fsqueue.doctor import judge, look
 from fsqueue.mounts import kind, mount_for, parse_mounts
 from fsqueue.spool import Spool
-from tests.conftest import FSQ, REPO, Processes, wait_until
-from tests.fs.test_group_shared import as_user
+from tests.conftest import FSQ, REPO, Processes, small_tmpfs, wait_until
+from tests.fs.conftest import as_user, needs_root
 
 LEVELS = {"ok", "note", "warning", "error"}
 
@@ -100,8 +99,7 @@ def test_a_group_writable_spool_is_an_error_that_names_both_remedies(tmp_path: P
 
 
 def test_a_spool_owned_by_someone_else_is_an_error(tmp_path: Path, nobody: int) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("only root can give a directory to nobody")
+    needs_root()
     spool = Spool.create(tmp_path / "spool")
     os.chown(spool.root, nobody, -1)
     code, document = report(spool.root)
@@ -132,40 +130,22 @@ def test_a_group_shared_spool_and_a_live_manager(tmp_path: Path, processes: Proc
     assert any("0.5 s, as the manager runs now" in line for line in document["guarantees"])
 
 
-@pytest.fixture
-def tmpfs_on(tmp_path: Path) -> Any:
-    """Mount a small tmpfs on a directory for the test (root only), and take it away after."""
-    mounted: list[Path] = []
-
-    def mount(path: Path) -> None:
-        if os.geteuid() != 0:
-            pytest.skip("mounting a tmpfs needs root")
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(path)],
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-        mounted.append(path)
-
-    yield mount
-    for path in mounted:
-        subprocess.run(["umount", str(path)], check=True)
-
-
-def test_tmp_on_another_filesystem_is_the_same_filesystem_error(tmp_path: Path, tmpfs_on: Any) -> None:
+def test_tmp_on_another_filesystem_is_the_same_filesystem_error(tmp_path: Path) -> None:
     spool = Spool.create(tmp_path / "spool")
-    tmpfs_on(spool.tmp)
-    code, document = report(spool.root)
-    assert code == 1
-    [finding] = [f for f in document["findings"] if f["code"] == "spool.same-filesystem"]
-    assert finding["level"] == "error" and finding["title"] == f"on another filesystem than {spool.root}: {spool.tmp}"
-    assert "EXDEV" in finding["detail"]
-    assert document["probe"]["error"].startswith("rename: ")  # the probe's publish fails like fsq submit's would
-    assert document["guarantees"][0].startswith("Not atomic here")
-    assert os.listdir(spool.tmp) == [] and os.listdir(spool.incoming) == []
-    # And every command refuses that spool (Spool.check), rather than failing at the first rename.
-    submit = subprocess.run([*FSQ, "submit", "--spool", str(spool.root), "--", "true"], capture_output=True,
-                            text=True, timeout=60, cwd=REPO, check=False)
-    assert submit.returncode == 2 and f"{spool.tmp} is on another filesystem than {spool.root}" in submit.stderr
+    spool.tmp.rmdir()  # small_tmpfs makes the directory it mounts on
+    with small_tmpfs(spool.tmp, "4m"):
+        code, document = report(spool.root)
+        assert code == 1
+        [finding] = [f for f in document["findings"] if f["code"] == "spool.same-filesystem"]
+        assert finding["level"] == "error" and finding["title"] == f"on another filesystem than {spool.root}: {spool.tmp}"
+        assert "EXDEV" in finding["detail"]
+        assert document["probe"]["error"].startswith("rename: ")  # the probe's publish fails like fsq submit's would
+        assert document["guarantees"][0].startswith("Not atomic here")
+        assert os.listdir(spool.tmp) == [] and os.listdir(spool.incoming) == []
+        # And every command refuses that spool (Spool.check), rather than failing at the first rename.
+        submit = subprocess.run([*FSQ, "submit", "--spool", str(spool.root), "--", "true"], capture_output=True,
+                                text=True, timeout=60, cwd=REPO, check=False)
+        assert submit.returncode == 2 and f"{spool.tmp} is on another filesystem than {spool.root}" in submit.stderr
 
 
 def test_doctor_is_a_command_of_python_m_fsqueue() -> None:
@@ -175,17 +155,11 @@ def test_doctor_is_a_command_of_python_m_fsqueue() -> None:
     assert done.returncode == 0 and "--json" in done.stdout and "--spool" in done.stdout
 
 
-def test_someone_else_runs_it_on_a_private_spool(nobody: int) -> None:
+def test_someone_else_runs_it_on_a_private_spool(open_top: Path, nobody: int) -> None:
     """Another user who can reach the spool but not enter it gets errors, not a traceback."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become nobody")
-    top = Path(tempfile.mkdtemp(prefix="fsq-doctor-"))
-    try:
-        top.chmod(0o711)  # others may pass through to the spool, not list it
-        spool = Spool.create(top / "spool")
-        answer = as_user(nobody, [], lambda: json.dumps(judge(look(spool.root, uid=nobody), now=0.0)))
-        document = json.loads(answer)
-        assert {"spool.owner", "spool.unreadable"} <= codes(document, "error"), document
-        assert document["probe"] is None
-    finally:
-        subprocess.run(["rm", "-rf", "--", str(top)], check=True)
+    needs_root()
+    spool = Spool.create(open_top / "spool")  # others may pass through open_top to the spool, not list it
+    answer = as_user(nobody, [], lambda: json.dumps(judge(look(spool.root, uid=nobody), now=0.0)))
+    document = json.loads(answer)
+    assert {"spool.owner", "spool.unreadable"} <= codes(document, "error"), document
+    assert document["probe"] is None

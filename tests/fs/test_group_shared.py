@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -21,6 +19,7 @@ import pytest
 from fsqueue.errors import SpoolError
 from fsqueue.spool import GROUP_SHARED_MODE, SPOOL_MODE, IdMaker, Spool
 from tests.conftest import FSQ, REPO
+from tests.fs.conftest import as_user, needs_root
 from tests.fs.test_intake import assert_rejected, make_intake, take
 
 GOOD = b'{"exec": "/bin/true"}\n'
@@ -33,11 +32,6 @@ def mode(path: Path) -> int:
 
 def directory_modes(spool: Spool) -> dict[str, int]:
     return {str(path.relative_to(spool.root.parent)): mode(path) for path in spool.directories()}
-
-
-def needs_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: chown to another user or group")
 
 
 # -- creation ----------------------------------------------------------------------------------------
@@ -191,39 +185,6 @@ def test_fsq_manager_refuses_a_group_writable_spool(tmp_path: Path) -> None:
 
 
 # -- a colleague reads, a stranger does not -----------------------------------------------------------
-
-
-@pytest.fixture
-def open_top() -> Iterator[Path]:
-    """A directory under /tmp that other users may pass through (pytest's tmp_path is private to root)."""
-    top = Path(tempfile.mkdtemp(prefix="fsq-group-"))
-    top.chmod(0o711)
-    yield top
-    subprocess.run(["rm", "-rf", "--", str(top)], check=True)
-
-
-def as_user(uid: int, groups: list[int], action: Callable[[], str]) -> str:
-    """Run `action` in a forked child as `uid` with `groups` (and gid `uid`): what it returned, or the
-    name of the OSError it raised. The child never returns into pytest."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups(groups)
-            os.setgid(uid)
-            os.setuid(uid)
-            try:
-                answer = action()
-            except OSError as error:
-                answer = type(error).__name__
-            os.write(write_end, answer.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        answer = pipe.read().decode()
-    os.waitpid(pid, 0)
-    return answer
 
 
 def test_a_colleague_in_the_group_reads_status_and_a_stranger_cannot(open_top: Path, nobody: int) -> None:

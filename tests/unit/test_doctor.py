@@ -6,6 +6,8 @@ octal escapes in paths). What each level means for a user is in docs/cli.md (fsq
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fsqueue.doctor import (
@@ -28,6 +30,7 @@ from fsqueue.mounts import (
     nfs_cache,
     parse_mounts,
 )
+from fsqueue.spool import Spool
 
 NFS4_POSITIVE = ("fs1.cluster:/export/scratch /scratch nfs4 rw,relatime,vers=4.2,rsize=1048576,wsize=1048576,"
                  "namlen=255,hard,proto=tcp,timeo=600,retrans=2,sec=sys,clientaddr=10.0.0.5,lookupcache=pos,"
@@ -220,7 +223,7 @@ def test_guarantees_name_the_poll_and_what_inotify_does() -> None:
 # -- the spool -----------------------------------------------------------------------------------------
 
 UID = 1000
-DIRS = ("incoming", "tmp", "claimed", "accepted", "rejected", "receipts", "status", "output", "control")
+DIRS = tuple(path.name for path in Spool(Path("/s/spool")).directories()[1:])  # [0] is the root
 
 
 def entries(mode: int = 0o700, *, dev: int = 7, uid: int = UID, **special: dict) -> tuple[Entry, ...]:
