@@ -27,7 +27,8 @@ Damage and what replay does with it:
   failed fsync the kernel may have dropped the pages), so a retry neither loses nor duplicates a record.
 
 Single writer: only the manager that holds the spool's lease opens the journal (R12, R13). Opened with
-O_APPEND, O_NOFOLLOW (a symbolic link is refused) and O_CLOEXEC (launched jobs do not inherit it).
+O_NOFOLLOW (a symbolic link is refused) and O_CLOEXEC (launched jobs do not inherit it), not O_APPEND:
+records go at known offsets with pwrite, into the zeros kept ahead.
 """
 
 from __future__ import annotations
@@ -93,7 +94,6 @@ class Journal:
         self._pending: list[bytes] = []
         self._pending_written = 0
         self._grown = False  # the file's size changed since the last sync: fsync, not fdatasync
-        self._partial = False  # the file may hold part of a record after _written: cut it before writing
         # An fsync failed: the kernel may have dropped the written pages, so the next sync writes them again.
         self._rewrite = False
 
@@ -137,25 +137,21 @@ class Journal:
         From then on they survive the death of this process (the kernel holds them) but not a crash
         of the machine: sync() makes them durable. On failure the part written of them is cut off
         again (records written before stay: a job may have been started on their word), they stay
-        pending, and JournalWriteError says what failed.
+        pending, and JournalWriteError says what failed. The next write starts again at the same
+        offset with the same records first, so it also covers any part the cut could not take away.
         """
-        if self._pending_written == len(self._pending) and not self._partial:
+        if self._pending_written == len(self._pending):
             return
-        step = "cut back"
+        data = b"".join(self._pending[self._pending_written:])
+        end = self._written + len(data)
         try:
-            if self._partial:  # an earlier failure could not cut its partial line off: do it first
-                os.ftruncate(self._fd, self._written)
-                self._size, self._partial = self._written, False
-            data = b"".join(self._pending[self._pending_written:])
-            step = "write"
-            end = self._written + len(data)
             if end > self._size:
                 self._reserve(end + RESERVE)
                 self._grown = True
             _write_all_at(self._fd, data, self._written)
             self._size = max(self._size, end)  # past the reserve, if none could be kept
         except OSError as error:
-            raise JournalWriteError(self._failed(step, error)) from error
+            raise JournalWriteError(self._failed(error)) from error
         self._written, self._pending_written = end, len(self._pending)
 
     def sync(self) -> int:
@@ -183,13 +179,12 @@ class Journal:
 
     def _reserve(self, size: int) -> None:
         """Zeros ahead, so that most syncs need not commit a new size; on a full disk, no reserve."""
-        start = max(self._size, self._written)  # never over a record
-        try:
-            _write_all_at(self._fd, bytes(size - start), start)
+        try:  # from _size, never over a record: _written <= _size always
+            _write_all_at(self._fd, bytes(size - self._size), self._size)
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            os.ftruncate(self._fd, max(self._size, self._written))  # the records themselves may still fit
+            os.ftruncate(self._fd, self._size)  # the records themselves may still fit
             return
         self._size = size
 
@@ -202,7 +197,7 @@ class Journal:
         """
         body = b"".join(_line(record) for record in records)
         fd = _write_new(self.path, _header(now) + body)
-        old, self._fd, self._synced, self._partial = self._fd, fd, os.fstat(fd).st_size, False
+        old, self._fd, self._synced = self._fd, fd, os.fstat(fd).st_size
         self._size = self._written = self._synced
         self._pending_written, self._grown, self._rewrite = 0, False, False
         os.close(old)
@@ -222,16 +217,19 @@ class Journal:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _failed(self, step: str, error: OSError) -> str:
-        """A write after _written failed: cut off what of it reached the file, so whole records only remain."""
-        message = self._message(step, error)
-        self._partial = True
+    def _failed(self, error: OSError) -> str:
+        """A write after _written failed: cut off what of it reached the file, so whole records only remain.
+
+        If the cut fails too, the next write covers those bytes: it writes the same records again from
+        _written, then any appended since (compact() leaves this file behind altogether).
+        """
+        message = self._message("write", error)
         try:
             os.ftruncate(self._fd, self._written)
-            self._size, self._partial = self._written, False
+            self._size = self._written
         except OSError as cut:
             message += (f" (cutting the file back to {self._written} bytes failed too: {cut.strerror}; "
-                        f"the next write or open cuts it)")
+                        f"the next write covers the partial bytes)")
         return message
 
     def _message(self, step: str, error: OSError) -> str:

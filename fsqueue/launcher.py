@@ -234,13 +234,18 @@ def job_process_groups(spool: str, job_ids: Container[str]) -> list[int]:
         try:
             with open(f"/proc/{entry.name}/environ", "rb") as handle:
                 environ = handle.read().split(b"\0")
-            pgid = os.getpgid(int(entry.name))
         except OSError:  # gone, or not ours to read
             continue
         if wanted_spool not in environ:
             continue
         job = next((item[11:].decode(errors="replace") for item in environ if item.startswith(b"FSQ_JOB_ID=")), None)
-        if job in job_ids and pgid != os.getpgrp():
+        if job not in job_ids:
+            continue
+        try:
+            pgid = os.getpgid(int(entry.name))
+        except OSError:  # gone since
+            continue
+        if pgid != os.getpgrp():
             groups.add(pgid)
     return sorted(groups)
 

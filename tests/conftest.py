@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -44,10 +45,10 @@ class Processes:
     started: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
 
     def start(self, argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-              name: str = "proc") -> subprocess.Popen[bytes]:
+              name: str = "proc", stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
         log = self.logs / f"{name}-{len(self.started)}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=stdin,
                                     env=env, cwd=cwd, start_new_session=True)
         self.started.append((proc, log))
         return proc
@@ -161,3 +162,18 @@ def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
     finally:
         if subprocess.run(["umount", str(directory)], capture_output=True, check=False).returncode != 0:
             subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+def fill_up(path: Path) -> Path:
+    """Write `path` until its filesystem has no free byte left (ENOSPC for data from then on); return it.
+
+    Unbuffered, in pages and then byte by byte, so that even the rest of the last page gets used.
+    """
+    with open(path, "wb", buffering=0) as handle:
+        for size in (4096, 1):
+            try:
+                while True:
+                    handle.write(b"x" * size)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC, error
+    return path

@@ -20,9 +20,8 @@ import pytest
 
 from fsqueue.errors import JournalError, JournalWriteError
 from fsqueue.journal import Journal, replay
-from tests.conftest import small_tmpfs
+from tests.conftest import REPO, fill_up, small_tmpfs
 
-REPO = Path(__file__).resolve().parents[2]
 RECORDS = [{"event": "accept", "id": f"job{n}", "n": n} for n in range(4)]
 # The record that gets torn: multi-byte characters, so that some cuts fall inside one.
 LAST = {"event": "start", "id": "job4", "argv": ["echo", "größe ✓ 名前"], "attempt": 1}
@@ -280,17 +279,6 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
         yield mount
 
 
-def fill(path: Path) -> None:
-    """Write `path` until the filesystem has no free block left."""
-    with open(path, "wb", buffering=0) as handle:
-        for size in (4096, 1):
-            try:
-                while True:
-                    handle.write(b"x" * size)
-            except OSError as error:
-                assert error.errno == errno.ENOSPC, error
-
-
 def test_a_full_disk_leaves_only_whole_records_and_a_later_sync_writes_everything_once(
         tiny_fs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tiny_fs / "journal.jsonl"
@@ -300,7 +288,7 @@ def test_a_full_disk_leaves_only_whole_records_and_a_later_sync_writes_everythin
     journal.sync()
     synced = path.stat().st_size
     assert synced % 4096, "the last page must have room, so that the failing write is a short one"
-    fill(tiny_fs / "filler")
+    fill_up(tiny_fs / "filler")
 
     written: list[int] = []
     real_pwrite = os.pwrite
@@ -388,7 +376,7 @@ def test_a_failed_write_cuts_only_its_own_part_and_keeps_records_written_before(
     journal.sync()
     journal.append({"event": "start", "id": "job1"})
     journal.write()
-    fill(tiny_fs / "filler")
+    fill_up(tiny_fs / "filler")
     journal.append({"event": "end", "id": "job9", "output": "y" * 6000})
     with pytest.raises(JournalWriteError, match="No space left"):
         journal.sync()

@@ -21,9 +21,8 @@ import pytest
 from fsqueue.errors import LeaseLost, ManagerBusy, SpoolError
 from fsqueue.lease import Holder, Lease, Owner, _move_aside, read_boot_id
 from fsqueue.spool import atomic_write
-from tests.conftest import Processes, wait_until
+from tests.conftest import REPO, Processes, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 MP = multiprocessing.get_context("spawn")
 FOREIGN = "elsewhere.example"
 
@@ -255,14 +254,13 @@ def test_the_default_window_is_three_of_the_holders_intervals_plus_five_seconds(
     assert set(fake.sleeps) == {1.0}
 
 
-def test_a_frozen_holder_is_taken_over_and_stops_when_it_wakes(tmp_path: Path, lease_path: Path) -> None:
-    with open(tmp_path / "holder.log", "wb") as log:
-        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lease_path), "-", "manual", ""], cwd=REPO,
-                                  stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def test_a_frozen_holder_is_taken_over_and_stops_when_it_wakes(processes: Processes, lease_path: Path) -> None:
+    holder = processes.start([sys.executable, "-c", HOLDER, str(lease_path), "-", "manual", ""], cwd=REPO,
+                             name="holder", stdin=subprocess.PIPE)
     assert holder.stdin is not None
 
     def output() -> str:
-        return (tmp_path / "holder.log").read_text()
+        return processes.log_of(holder)
 
     try:
         wait_until(lambda: "held" in output(), 30, output)
@@ -279,9 +277,7 @@ def test_a_frozen_holder_is_taken_over_and_stops_when_it_wakes(tmp_path: Path, l
                f"pid {os.getpid()}" in output()
         lease.renew()  # ours is intact
     finally:
-        holder.kill()
-        holder.wait()
-        holder.stdin.close()
+        holder.stdin.close()  # the processes fixture kills and reaps it
 
 
 @pytest.mark.parametrize(("answer", "verdict"), [

@@ -3,7 +3,6 @@ and leaves no torn journal record or status file. The spool lives on a small tmp
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from collections.abc import Iterator
@@ -14,31 +13,13 @@ import pytest
 
 from fsqueue.journal import replay
 from fsqueue.spool import Spool
-from tests.conftest import small_tmpfs, wait_until
+from tests.conftest import fill_up, small_tmpfs, wait_until
 
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     with small_tmpfs(tmp_path / "fs", "4m") as mount:
         yield mount
-
-
-def fill(directory: Path) -> Path:
-    """Write until the filesystem refuses: ENOSPC from then on, for data (tmpfs has inodes to spare)."""
-    filler = directory / "filler"
-    with open(filler, "wb") as handle:
-        chunk = b"\0" * 65536
-        try:
-            while True:
-                handle.write(chunk)
-                handle.flush()
-        except OSError as error:
-            assert error.errno == errno.ENOSPC
-    with open(directory / "probe", "wb") as probe, pytest.raises(OSError):
-        probe.write(b"x" * 8192)
-        probe.flush()
-    (directory / "probe").unlink()
-    return filler
 
 
 def test_a_full_disk_stops_progress_not_the_manager(start_manager, small_fs: Path, tmp_path: Path):
@@ -50,7 +31,7 @@ def test_a_full_disk_stops_progress_not_the_manager(start_manager, small_fs: Pat
     # Staged before the disk fills: a rename needs no free block, so it can be published into a full disk.
     jobs = [{"name": f"j{i}", "script": f"while [ -e {hold} ]; do sleep 0.05; done"} for i in range(6)]
     (spool.incoming / ".late.json").write_bytes(json.dumps(jobs).encode())
-    filler = fill(small_fs)
+    filler = fill_up(small_fs / "filler")  # tmpfs has inodes to spare: the rename below still works
     os.rename(spool.incoming / ".late.json", spool.incoming / "late.json")
     wait_until(lambda: "cannot accept late.json" in manager.log(), 30, manager.log)
     assert manager.proc.poll() is None, "the manager keeps serving"
@@ -62,7 +43,7 @@ def test_a_full_disk_stops_progress_not_the_manager(start_manager, small_fs: Pat
     for job_id in receipt["ids"][:2]:
         manager.wait_state(job_id, "RUNNING")
 
-    filler = fill(small_fs)
+    filler = fill_up(small_fs / "filler")
     hold.unlink()  # now jobs end while the disk is full: their ends cannot all be written
     wait_until(lambda: "cannot write the journal" in manager.log() or "cannot write to the spool" in manager.log(),
                30, manager.log)
