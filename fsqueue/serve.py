@@ -21,7 +21,7 @@ from fsqueue.errors import LeaseLost, ManagerBusy
 from fsqueue.lease import Lease, Owner
 from fsqueue.manager import Manager, Now, Phase
 from fsqueue.spool import Spool
-from fsqueue.watch import DirectoryWatch, Waker
+from fsqueue.watch import DirectoryWatch, Waker, watch_directories
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,6 @@ def _renew(manager: Manager, lease: Lease, now: Now) -> None:
 
 def _serve(manager: Manager, stop_signals: tuple[int, ...], lease: Lease) -> None:
     waker = Waker()
-    watch = DirectoryWatch([manager.spool.incoming, manager.spool.control], waker) if manager.settings.watch else None
     received: list[int] = []
 
     def on_stop(signum: int, _frame: object) -> None:
@@ -104,9 +103,10 @@ def _serve(manager: Manager, stop_signals: tuple[int, ...], lease: Lease) -> Non
     old_wakeup = signal.set_wakeup_fd(waker.write_fd, warn_on_full_buffer=False)
     selector = selectors.DefaultSelector()
     selector.register(waker.read_fd, selectors.EVENT_READ)
+    watch = _watch(manager) if manager.settings.watch else None
+    if watch:
+        selector.register(watch, selectors.EVENT_READ)
     try:
-        if watch:
-            watch.start()
         manager.recover(_now())
         woken_by_event = True
         renewed = time.monotonic()
@@ -122,18 +122,31 @@ def _serve(manager: Manager, stop_signals: tuple[int, ...], lease: Lease) -> Non
             now = _now()
             timeout = max(0.0, manager.next_deadline(now) - now.mono)
             woken_by_event = False
-            if selector.select(timeout):
-                woken_by_event = b"\0" in waker.drain()
+            for key, _ in selector.select(timeout):
+                if key.fileobj is watch:
+                    woken_by_event = watch.published()
+                else:
+                    waker.drain()  # signals: a job ended, or a stop
         manager.phase = Phase.STOPPED
         manager.finish(_now())
     finally:
         if watch:
-            watch.stop()
+            watch.close()
         signal.set_wakeup_fd(old_wakeup)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         selector.close()
         waker.close()
+
+
+def _watch(manager: Manager) -> DirectoryWatch | None:
+    directories = [manager.spool.incoming, manager.spool.control]
+    try:
+        return watch_directories(directories)
+    except OSError as error:  # out of inotify instances or watches (fs.inotify.max_user_*): a shared login node
+        log.warning("cannot watch %s: %s; files are found by the scan every %g s (--poll)",
+                    " and ".join(map(str, directories)), error.strerror, manager.settings.poll)
+        return None
 
 
 def _now() -> Now:
