@@ -52,10 +52,11 @@ class Settings:
     # Status files are rewritten at most this often; a job that starts and ends within one window
     # gets one write instead of two. Times inside the files are exact whatever the window.
     flush_window: float = 0.02
-    # A job's RUNNING state reaches its status file once the job has run this long: a job that ends
-    # sooner goes straight to its final state, one file created instead of two (on Lustre or NFS a
-    # file creation is a round trip to the metadata server). The journal records every state.
-    running_write_delay: float = 0.1
+    # A new job's QUEUED state, and a job's RUNNING state, reach its status file once the job has been
+    # in that state this long: a job that starts and ends sooner is seen only in its final state, one
+    # file written instead of three (on Lustre or NFS each is a round trip to the metadata server).
+    # The journal records every state.
+    write_delay: float = 0.1
     # This close to the allocation's end, new submissions stay in incoming/ for the next allocation.
     end_margin: float = 120.0
 
@@ -132,6 +133,11 @@ class Manager:
         self._canceled_early: set[str] = set()
         self._dirty: dict[str, None] = {}  # jobs whose status file is behind, oldest change first
         self._launched_at: dict[str, float] = {}  # started jobs whose RUNNING is not written yet: monotonic start
+        # New jobs whose QUEUED is not written yet: monotonic time from which it may be. A job leaves when
+        # that time comes (it becomes dirty) or when anything else happens to it (written as usual). The
+        # deque keeps them oldest first, and may still hold jobs that left.
+        self._unshown: dict[str, float] = {}
+        self._unshown_order: collections.deque[str] = collections.deque()
         self.counts: collections.Counter[str] = collections.Counter()
         self.phase = Phase.DRAINING if settings.drain else Phase.SERVING
         self._next_scan = 0.0
@@ -390,7 +396,7 @@ class Manager:
                 self._start_sweep(advance(record, JobState.QUEUED), SweepRun.start(spec.id, len(spec.sweep)), now)
             else:
                 record = advance(record, JobState.QUEUED)
-                self._set(record)
+                self._set(record, shown_from=now.mono + self.settings.write_delay)
                 self._enqueue(record, now)
                 self._cancel_if_asked(spec.id, now)
             ids.append(spec.id)
@@ -762,11 +768,16 @@ class Manager:
                       spec.tasks_per_node, self.spool.launch_log(spec.id), spec.gpus)
 
     # -- records -----------------------------------------------------------------------------------
-    def _set(self, record: JobRecord, recorded: bool = False) -> None:
-        """Record a job's new state (`recorded`: as the journal and its status file already have it)."""
+    def _set(self, record: JobRecord, recorded: bool = False, shown_from: float | None = None) -> None:
+        """Record a job's new state (`recorded`: as the journal and its status file already have it;
+        `shown_from`: its status file is written from this monotonic time on, if nothing changes first)."""
         old = self.records.get(record.spec.id)
         self.records[record.spec.id] = record
-        if not recorded:
+        self._unshown.pop(record.spec.id, None)
+        if shown_from is not None:
+            self._unshown[record.spec.id] = shown_from
+            self._unshown_order.append(record.spec.id)
+        elif not recorded:
             self._dirty.setdefault(record.spec.id, None)
         self._info_changed = True
         newly_final = record.state.is_final and (old is None or old.state is None or not old.state.is_final)
@@ -814,6 +825,10 @@ class Manager:
         return entry
 
     def _flush(self, now: Now, force: bool = False) -> None:
+        while (first := self._first_unshown()) is not None and (force or now.mono >= first):
+            job_id = self._unshown_order.popleft()
+            del self._unshown[job_id]
+            self._dirty.setdefault(job_id, None)
         due = self._dirty and (force or now.mono >= self._next_flush)
         # The journal first: a status file never says more than the journal a restart would read. One
         # fsync per flush window, for every transition of every job since the last (group commit).
@@ -850,10 +865,17 @@ class Manager:
         if now.mono >= self._next_info_due():
             self._write_info_safely(now)
 
+    def _first_unshown(self) -> float | None:
+        """When the oldest new job's QUEUED may be written; None if no new job waits for that."""
+        order = self._unshown_order
+        while order and order[0] not in self._unshown:
+            order.popleft()  # something else happened to it: written as usual
+        return self._unshown[order[0]] if order else None
+
     def _too_young_to_show(self, record: JobRecord, now: Now) -> bool:
         launched = self._launched_at.get(record.spec.id)
         return (record.state == JobState.RUNNING and launched is not None
-                and now.mono < launched + self.settings.running_write_delay)
+                and now.mono < launched + self.settings.write_delay)
 
     def _write_info_safely(self, now: Now) -> None:
         try:
@@ -928,7 +950,10 @@ class Manager:
         if len(self._dirty) > len(self._launched_at):
             deadlines.append(self._next_flush)
         elif self._dirty:  # only young RUNNING jobs: wake when the first may be shown
-            deadlines.append(max(self._next_flush, min(self._launched_at.values()) + self.settings.running_write_delay))
+            deadlines.append(max(self._next_flush, min(self._launched_at.values()) + self.settings.write_delay))
+        first_unshown = self._first_unshown()
+        if first_unshown is not None:
+            deadlines.append(max(self._next_flush, first_unshown))
         deadlines += [d for d in self._kill_at.values() if d != float("inf")]
         deadlines += self._walltime_at.values()
         deadlines += self._backoff.values()

@@ -1,5 +1,6 @@
-"""Which versions of a status file the manager writes: every final state, and a RUNNING state only once
-the job has run for Settings.running_write_delay. A manager in this process, real jobs, its clock given."""
+"""Which versions of a status file the manager writes: every final state, and a new job's QUEUED state or
+a RUNNING state only once the job has been in it for Settings.write_delay. A manager in this process,
+real jobs, its clock given."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def make_manager(root, delay: float, monkeypatch, **settings: Any) -> tuple[Mana
         real_write(self, job_id, document)
 
     monkeypatch.setattr(Spool, "write_status", write_status)
-    manager = Manager(spool, Allocation((Node("local", 2),)), Settings(watch=False, running_write_delay=delay, **settings),
+    manager = Manager(spool, Allocation((Node("local", 2),)), Settings(watch=False, write_delay=delay, **settings),
                       os.environ, {"host": "test"})
     manager.recover(now())
     return manager, spool, written
@@ -84,3 +85,51 @@ def test_without_a_delay_running_is_written_at_the_next_flush(tmp_path, monkeypa
     manager.step(now(1.0))
     assert states_of(written, job_id)[-1] == "RUNNING"
     stop(manager)
+
+
+def test_a_new_job_that_starts_within_the_delay_is_never_shown_queued(tmp_path, monkeypatch):
+    manager, spool, written = make_manager(tmp_path / "spool", 3600, monkeypatch, poll=1e6, heartbeat=1e6)
+    [blocker] = client.submit(spool.root, {"exec": "sleep", "args": ["30"], "resources": {"cores": 2}})
+    manager.step(now(), woken_by_event=True)
+    [waiting] = client.submit(spool.root, {"exec": "true"})
+    manager.step(now(), woken_by_event=True)
+    assert manager.records[waiting].state == "QUEUED", "both cores are taken"
+    for _ in range(3):
+        manager.step(now(1.0))  # past the flush window, not past the delay
+    assert states_of(written, waiting) == []
+    client.cancel(spool.root, [blocker])
+    wait_until(lambda: manager.step(now(1.0), woken_by_event=True) or states_of(written, waiting), 10,
+               lambda: str(written))
+    assert states_of(written, waiting) == ["SUCCEEDED"]
+    assert spool.read_status(waiting)["seq"] == 3, "seq counts every state, written or not"
+    stop(manager)
+
+
+def test_a_new_job_that_waits_longer_than_the_delay_is_shown_queued(tmp_path, monkeypatch):
+    manager, spool, written = make_manager(tmp_path / "spool", 3600, monkeypatch, poll=1e6, heartbeat=1e6)
+    [blocker] = client.submit(spool.root, {"exec": "sleep", "args": ["30"], "resources": {"cores": 2}})
+    manager.step(now(), woken_by_event=True)
+    manager.step(now(3601))  # its RUNNING written: its deadline is not the next one any more
+    assert states_of(written, blocker) == ["RUNNING"]
+    [waiting] = client.submit(spool.root, {"exec": "true"})
+    admitted_after = time.monotonic()
+    manager.step(now(3601), woken_by_event=True)
+    admitted_before = time.monotonic()
+    manager.step(now(3602))
+    assert states_of(written, waiting) == []
+    deadline = manager.next_deadline(now(3601))
+    assert admitted_after + 7201 <= deadline <= admitted_before + 7201, "the manager must wake to write it, not before"
+    manager.step(now(7202))
+    assert states_of(written, waiting) == ["QUEUED"]
+    assert spool.read_status(waiting)["state"] == "QUEUED"
+    stop(manager)
+
+
+def test_a_stopping_manager_writes_the_queued_state_it_held_back(tmp_path, monkeypatch):
+    manager, spool, written = make_manager(tmp_path / "spool", 3600, monkeypatch)
+    client.submit(spool.root, {"exec": "sleep", "args": ["30"], "resources": {"cores": 2}})
+    [waiting] = client.submit(spool.root, {"exec": "true"})
+    manager.step(now(), woken_by_event=True)
+    assert states_of(written, waiting) == []
+    stop(manager)
+    assert spool.read_status(waiting)["state"] == "QUEUED", "the next manager, and readers meanwhile, find it"

@@ -129,7 +129,7 @@ def test_a_restarted_manager_runs_only_the_iterations_that_had_not_ended(start_m
     restarted = start_manager("--cores", "2", spool=manager.spool)
     wait_until(lambda: len(log.read_text().split()) == 2, describe=lambda: log.read_text())
     assert sorted(log.read_text().split()) == ["4", "5"]
-    # A RUNNING iteration's file appears once it has run a moment (Settings.running_write_delay).
+    # A RUNNING iteration's file appears once it has run a moment (Settings.write_delay).
     wait_until(lambda: (restarted.status(f"{sweep}.4") or {}).get("attempt") == 2,
                describe=lambda: str(restarted.status(f"{sweep}.4")))
     run_fsq("cancel", sweep, spool=manager.spool, check=True)
