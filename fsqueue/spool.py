@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import secrets
@@ -249,39 +250,40 @@ class Spool:
     group_shared: bool = False
 
     # -- layout ----------------------------------------------------------------------------
-    @property
+    # The directories are cached: the manager joins names to them several times per job.
+    @functools.cached_property
     def incoming(self) -> Path:
         return self.root / "incoming"
 
-    @property
+    @functools.cached_property
     def tmp(self) -> Path:
         return self.root / "tmp"
 
-    @property
+    @functools.cached_property
     def claimed(self) -> Path:
         return self.root / "claimed"
 
-    @property
+    @functools.cached_property
     def accepted(self) -> Path:
         return self.root / "accepted"
 
-    @property
+    @functools.cached_property
     def rejected(self) -> Path:
         return self.root / "rejected"
 
-    @property
+    @functools.cached_property
     def receipts(self) -> Path:
         return self.root / "receipts"
 
-    @property
+    @functools.cached_property
     def status_dir(self) -> Path:
         return self.root / "status"
 
-    @property
+    @functools.cached_property
     def output(self) -> Path:
         return self.root / "output"
 
-    @property
+    @functools.cached_property
     def control(self) -> Path:
         return self.root / "control"
 
