@@ -37,7 +37,7 @@ class Waker:
             pass  # the pipe is full: a wake-up is already pending
 
     def drain(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             try:
                 chunk = os.read(self.read_fd, 4096)
