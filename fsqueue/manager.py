@@ -132,12 +132,12 @@ class Manager:
         # Ids canceled before their file was seen (on NFS a listing can lag): canceled on arrival.
         self._canceled_early: set[str] = set()
         self._dirty: dict[str, None] = {}  # jobs whose status file is behind, oldest change first
-        self._launched_at: dict[str, float] = {}  # started jobs whose RUNNING is not written yet: monotonic start
-        # New jobs whose QUEUED is not written yet: monotonic time from which it may be. A job leaves when
-        # that time comes (it becomes dirty) or when anything else happens to it (written as usual). The
-        # deque keeps them oldest first, and may still hold jobs that left.
-        self._unshown: dict[str, float] = {}
-        self._unshown_order: collections.deque[str] = collections.deque()
+        # Jobs whose new QUEUED or RUNNING state is not written yet (Settings.write_delay): monotonic time
+        # from which it may be. A job leaves when that time comes (it becomes dirty) or when anything else
+        # happens to it (written as usual). The deque keeps them oldest first (every hold is as long), and
+        # may still hold jobs that left.
+        self._write_held: dict[str, float] = {}
+        self._write_held_order: collections.deque[str] = collections.deque()
         self.counts: collections.Counter[str] = collections.Counter()
         self.phase = Phase.DRAINING if settings.drain else Phase.SERVING
         self._next_scan = 0.0
@@ -396,7 +396,7 @@ class Manager:
                 self._start_sweep(advance(record, JobState.QUEUED), SweepRun.start(spec.id, len(spec.sweep)), now)
             else:
                 record = advance(record, JobState.QUEUED)
-                self._set(record, shown_from=now.mono + self.settings.write_delay)
+                self._set(record, held_from=now.mono)
                 self._enqueue(record, now)
                 self._cancel_if_asked(spec.id, now)
             ids.append(spec.id)
@@ -571,7 +571,6 @@ class Manager:
         for exit in self.launcher.reap():
             record = self.records[exit.job_id]
             self._release(record)
-            self._launched_at.pop(exit.job_id, None)
             self._kill_at.pop(exit.job_id, None)
             self._walltime_at.pop(exit.job_id, None)
             self._plan_needed = True
@@ -731,9 +730,8 @@ class Manager:
             self._free_gpus[node] = [gpu for gpu in self._free_gpus[node] if gpu not in gpus]
         if record.spec.walltime is not None:
             self._walltime_at[job_id] = now.mono + record.spec.walltime
-        self._launched_at[job_id] = now.mono
         self._set(advance(record, JobState.RUNNING, placement=placement, start_time=started, end_time=None,
-                          exit_code=None, signal=None, usage=None, reason=None))
+                          exit_code=None, signal=None, usage=None, reason=None), held_from=now.mono)
 
     def _launch_of(self, record: JobRecord, placement: model.Placement) -> Launch:
         spec = record.spec
@@ -768,15 +766,16 @@ class Manager:
                       spec.tasks_per_node, self.spool.launch_log(spec.id), spec.gpus)
 
     # -- records -----------------------------------------------------------------------------------
-    def _set(self, record: JobRecord, recorded: bool = False, shown_from: float | None = None) -> None:
+    def _set(self, record: JobRecord, recorded: bool = False, held_from: float | None = None) -> None:
         """Record a job's new state (`recorded`: as the journal and its status file already have it;
-        `shown_from`: its status file is written from this monotonic time on, if nothing changes first)."""
+        `held_from`: the monotonic time the state began, written only if it lasts Settings.write_delay)."""
         old = self.records.get(record.spec.id)
         self.records[record.spec.id] = record
-        self._unshown.pop(record.spec.id, None)
-        if shown_from is not None:
-            self._unshown[record.spec.id] = shown_from
-            self._unshown_order.append(record.spec.id)
+        self._write_held.pop(record.spec.id, None)
+        if held_from is not None:
+            self._dirty.pop(record.spec.id, None)
+            self._write_held[record.spec.id] = held_from + self.settings.write_delay
+            self._write_held_order.append(record.spec.id)
         elif not recorded:
             self._dirty.setdefault(record.spec.id, None)
         self._info_changed = True
@@ -825,9 +824,9 @@ class Manager:
         return entry
 
     def _flush(self, now: Now, force: bool = False) -> None:
-        while (first := self._first_unshown()) is not None and (force or now.mono >= first):
-            job_id = self._unshown_order.popleft()
-            del self._unshown[job_id]
+        while (first := self._first_write_held()) is not None and (force or now.mono >= first):
+            job_id = self._write_held_order.popleft()
+            del self._write_held[job_id]
             self._dirty.setdefault(job_id, None)
         due = self._dirty and (force or now.mono >= self._next_flush)
         # The journal first: a status file never says more than the journal a restart would read. One
@@ -844,38 +843,26 @@ class Manager:
             batch = len(self._dirty) if force or not self._running else FLUSH_BATCH
             written = 0
             try:
-                # Jobs too young to show as RUNNING stay behind; there are at most as many as jobs running.
-                for job_id in list(itertools.islice(self._dirty, batch + len(self._launched_at))):
-                    if written == batch:
-                        break
-                    record = self.records[job_id]
-                    if not force and self._too_young_to_show(record, now):
-                        continue
-                    self._write_status(record)
+                for job_id in list(itertools.islice(self._dirty, batch)):
+                    self._write_status(self.records[job_id])
                     del self._dirty[job_id]
-                    self._launched_at.pop(job_id, None)
                     written += 1
                 self.joblog.flush()
             except OSError as error:
                 log.error("cannot write to the spool: %s; trying again in %g s", error, WRITE_RETRY)
                 self._next_flush = now.mono + WRITE_RETRY
             else:
-                if written == batch and len(self._dirty) > len(self._launched_at):
+                if written == batch and self._dirty:
                     self._next_flush = now.mono  # more to write: the next step, not the next window
         if now.mono >= self._next_info_due():
             self._write_info_safely(now)
 
-    def _first_unshown(self) -> float | None:
-        """When the oldest new job's QUEUED may be written; None if no new job waits for that."""
-        order = self._unshown_order
-        while order and order[0] not in self._unshown:
+    def _first_write_held(self) -> float | None:
+        """When the oldest held state may be written; None if none is held."""
+        order = self._write_held_order
+        while order and order[0] not in self._write_held:
             order.popleft()  # something else happened to it: written as usual
-        return self._unshown[order[0]] if order else None
-
-    def _too_young_to_show(self, record: JobRecord, now: Now) -> bool:
-        launched = self._launched_at.get(record.spec.id)
-        return (record.state == JobState.RUNNING and launched is not None
-                and now.mono < launched + self.settings.write_delay)
+        return self._write_held[order[0]] if order else None
 
     def _write_info_safely(self, now: Now) -> None:
         try:
@@ -947,13 +934,11 @@ class Manager:
     def next_deadline(self, now: Now) -> float:
         """The monotonic time by which step() must run again, whatever wakes the manager or not."""
         deadlines = [self._next_scan, self._next_info_due()]
-        if len(self._dirty) > len(self._launched_at):
+        if self._dirty:
             deadlines.append(self._next_flush)
-        elif self._dirty:  # only young RUNNING jobs: wake when the first may be shown
-            deadlines.append(max(self._next_flush, min(self._launched_at.values()) + self.settings.write_delay))
-        first_unshown = self._first_unshown()
-        if first_unshown is not None:
-            deadlines.append(max(self._next_flush, first_unshown))
+        first_held = self._first_write_held()
+        if first_held is not None:
+            deadlines.append(max(self._next_flush, first_held))
         deadlines += [d for d in self._kill_at.values() if d != float("inf")]
         deadlines += self._walltime_at.values()
         deadlines += self._backoff.values()
