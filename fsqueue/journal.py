@@ -163,11 +163,12 @@ class Journal:
         """
         if not self._pending:
             return 0
+        dropped = self._pending[:self._pending_written] if self._rewrite else []  # before this call's write()
         self.write()
         step = "write"
         try:
-            if self._rewrite:
-                _write_all_at(self._fd, b"".join(self._pending[:self._pending_written]), self._synced)
+            if dropped:
+                _write_all_at(self._fd, b"".join(dropped), self._synced)
             step = "fsync"
             os.fsync(self._fd) if self._grown else os.fdatasync(self._fd)
         except OSError as error:

@@ -69,37 +69,44 @@ def test_records_round_trip_in_order(tmp_path: Path) -> None:
     assert replay(path).records == [*RECORDS, LAST]
 
 
-def test_one_sync_writes_every_pending_record_with_one_write_and_one_fsync(tmp_path: Path,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "journal.jsonl"
-    journal, _ = Journal.open(path, now=0.0)
+def spy_on_io(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the journal's writes and flushes in order, as spies (the real calls still happen):
+    "zeros" for the space kept ahead, "records N" for a write of N records, "fsync", "fdatasync"."""
     calls: list[str] = []
     real_pwrite, real_fsync, real_fdatasync = os.pwrite, os.fsync, os.fdatasync
 
     def pwrite(fd: int, data: bytes, offset: int) -> int:
-        calls.append("zeros" if not any(data) else "records")
+        calls.append("zeros" if not any(data) else f"records {bytes(data).count(b'{')}")
         return real_pwrite(fd, data, offset)
 
     def spy(name: str, real: Any) -> Any:
         return lambda fd: (calls.append(name), real(fd))[1]
 
-    monkeypatch.setattr(os, "pwrite", pwrite)  # spies: the real calls still happen
+    monkeypatch.setattr(os, "pwrite", pwrite)
     monkeypatch.setattr(os, "fsync", spy("fsync", real_fsync))
     monkeypatch.setattr(os, "fdatasync", spy("fdatasync", real_fdatasync))
+    return calls
+
+
+def test_one_sync_writes_every_pending_record_with_one_write_and_one_fsync(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal, _ = Journal.open(path, now=0.0)
+    calls = spy_on_io(monkeypatch)
     for n in range(100):
         journal.append({"n": n})
     assert journal.pending == 100
     assert len(lines(path)) == 1, "append must only buffer"
     assert journal.sync() == 100
     # The first sync grows the file (zeros ahead, then a full fsync for the new size) ...
-    assert calls == ["zeros", "records", "fsync"]
+    assert calls == ["zeros", "records 100", "fsync"]
     assert journal.pending == 0 and len(lines(path)) == 101
     assert journal.sync() == 0 and len(calls) == 3, "an empty sync is a no-op"
     for n in range(100, 200):
         journal.append({"n": n})
     assert journal.sync() == 100
     # ... later ones write into blocks the file has: one write, and a flush of data only.
-    assert calls[3:] == ["records", "fdatasync"]
+    assert calls[3:] == ["records 100", "fdatasync"]
     journal.close()
     assert path.read_bytes().endswith(b"}\n"), "a clean close leaves no zeros behind"
     assert [record["n"] for record in replay(path).records] == list(range(200))
@@ -109,16 +116,7 @@ def test_write_hands_records_to_the_file_without_an_fsync_and_sync_makes_them_du
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "journal.jsonl"
     journal, _ = Journal.open(path, now=0.0)
-    calls: list[str] = []
-    real_pwrite, real_fsync, real_fdatasync = os.pwrite, os.fsync, os.fdatasync
-
-    def pwrite(fd: int, data: bytes, offset: int) -> int:
-        calls.append("zeros" if not any(data) else f"records {bytes(data).count(b'{')}")
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", pwrite)
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append("fdatasync"), real_fdatasync(fd))[1])
+    calls = spy_on_io(monkeypatch)
     for n in range(3):
         journal.append({"n": n})
     journal.write()
@@ -344,9 +342,12 @@ def test_a_failed_fsync_keeps_the_records_and_the_retry_writes_them_again_once(t
             raise failures.pop()
         real_fsync(fd)
 
+    sizes: list[int] = []
+
     def pwrite(fd: int, data: bytes, offset: int) -> int:  # a spy: where each real write of records lands
         if any(data):
             offsets.append(offset)
+            sizes.append(len(data))
         return real_pwrite(fd, data, offset)
 
     monkeypatch.setattr(os, "fsync", flaky_fsync)
@@ -359,10 +360,12 @@ def test_a_failed_fsync_keeps_the_records_and_the_retry_writes_them_again_once(t
     assert replay(path).records == RECORDS[:2], "a failed fsync cuts nothing: a job may run on that record"
     journal.append(RECORDS[2])
     offsets.clear()
+    sizes.clear()
     assert journal.sync() == 2
     # The new record is appended; the one whose fsync failed is written again where it was, since the
     # kernel may have dropped its pages with the error.
     assert sorted(offsets) == [synced, synced + len(orjson.dumps(RECORDS[1])) + 1]
+    assert sum(sizes) == len(orjson.dumps(RECORDS[1])) + len(orjson.dumps(RECORDS[2])) + 2, "each written once"
     journal.close()
     assert replay(path).records == RECORDS[:3], "nothing lost, nothing doubled"
 
