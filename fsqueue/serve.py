@@ -1,8 +1,8 @@
 """Serve a spool: become its one manager, then loop over Manager.step until stopped or drained.
 
-The loop sleeps on one pipe that SIGCHLD (a job ended), the directory watch (a file arrived on this
-node) and SIGTERM all write to, and wakes at least every `poll` seconds to scan the drop directories,
-because files written on other nodes raise no event here.
+The loop sleeps on two descriptors: a pipe that SIGCHLD (a job ended) and SIGTERM write to, and the
+directory watch (a file arrived on this node). It wakes at least every `poll` seconds to scan the drop
+directories, because files written on other nodes raise no event here.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ every entry every second (rule R7).
 
 On Linux the manager reads inotify itself, in its own loop. watchdog passes each event through three
 threads (the inotify reader, the emitter, the observer); a bash loop that drops a file per
-millisecond makes four events per file, and every one woke those threads, which then took the
+millisecond makes about seven events per file, and every one woke those threads, which then took the
 cores from the jobs and from the loop itself (measured in docs/performance.md). Elsewhere (a laptop
 running macOS) watchdog's native observer does the job.
 """
@@ -36,16 +36,17 @@ class Waker:
         except BlockingIOError:
             pass  # the pipe is full: a wake-up is already pending
 
-    def drain(self) -> bytes:
-        chunks: list[bytes] = []
+    def drain(self) -> bool:
+        """Empty the pipe; whether anything was in it."""
+        woken = False
         while True:
             try:
                 chunk = os.read(self.read_fd, 4096)
             except BlockingIOError:
-                return b"".join(chunks)
+                return woken
             if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+                return woken
+            woken = True
 
     def close(self) -> None:
         os.close(self.read_fd)
@@ -164,7 +165,7 @@ class WatchdogWatch:
         return self._waker.read_fd
 
     def published(self) -> bool:
-        return bool(self._waker.drain())
+        return self._waker.drain()
 
     def close(self) -> None:
         self._observer.stop()
