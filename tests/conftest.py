@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from fsqueue.manager import Manager, Now
 from fsqueue.spool import Spool, read_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,7 +83,7 @@ def run_fsq(*args: str, spool: Path | None = None, input: bytes | None = None, t
             cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess[bytes]:
     # --spool goes right after the command, before any `-- CMD ARGS`.
     argv = [*FSQ, args[0], *(["--spool", str(spool)] if spool is not None else []), *args[1:]]
-    result = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, cwd=cwd)
+    result = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, cwd=cwd, check=False)
     if check and result.returncode != 0:
         pytest.fail(f"{argv} exited {result.returncode}: {result.stderr.decode(errors='replace')}")
     return result
@@ -147,12 +148,27 @@ def start_manager(processes: Processes, tmp_path: Path, watch_mode: str) -> Call
     return start
 
 
+# -- a manager stepped in this process, with its clock passed in ---------------------------------------------
+
+
+def now(ahead: float = 0.0) -> Now:
+    """The clock to pass to Manager.step; `ahead` seconds in the future on the monotonic clock only."""
+    return Now(time.time(), time.monotonic() + ahead)
+
+
+def stop_in_process(manager: Manager) -> None:
+    """Stop a manager stepped in this process: its jobs signalled, stepped until they ended, then finished."""
+    manager.stop("test over", now())
+    wait_until(lambda: manager.step(now()) or manager.finished, 20, "the manager to stop its jobs")
+    manager.finish(now())
+
+
 @contextlib.contextmanager
 def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
     """A tmpfs of `size` mounted at `directory`, to fill up for real; skips the test where it cannot be."""
     if os.geteuid() != 0:
         pytest.skip(f"mounting a {size} tmpfs to fill up needs root")
-    directory.mkdir()
+    directory.mkdir(exist_ok=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:

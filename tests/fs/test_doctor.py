@@ -73,7 +73,8 @@ def test_json_has_the_documented_structure(tmp_path: Path) -> None:
         assert set(finding) == {"level", "code", "title", "detail"} and finding["level"] in LEVELS, finding
     assert {"spool.private", "spool.same-filesystem", "manager.none", "probe.ok"} <= codes(document)
     probe = document["probe"]
-    assert probe["error"] is None and isinstance(probe["seconds"], float) and probe["where"] == str(spool.tmp)
+    # A sanity bound, not a timing: a probe that did not measure says None.
+    assert probe["error"] is None and probe["seconds"] >= 0 and probe["where"] == str(spool.tmp)
     assert set(document["space"]) == {"free_bytes", "total_bytes", "free_inodes", "total_inodes", "read_only"}
     assert document["guarantees"] and all(isinstance(line, str) for line in document["guarantees"])
 
@@ -132,7 +133,6 @@ def test_a_group_shared_spool_and_a_live_manager(tmp_path: Path, processes: Proc
 
 def test_tmp_on_another_filesystem_is_the_same_filesystem_error(tmp_path: Path) -> None:
     spool = Spool.create(tmp_path / "spool")
-    spool.tmp.rmdir()  # small_tmpfs makes the directory it mounts on
     with small_tmpfs(spool.tmp, "4m"):
         code, document = report(spool.root)
         assert code == 1

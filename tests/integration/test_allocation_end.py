@@ -6,10 +6,10 @@ import os
 import time
 
 from fsqueue import client
-from fsqueue.manager import Manager, Now, Settings
+from fsqueue.manager import Manager, Settings
 from fsqueue.resources import Allocation, Node
 from fsqueue.spool import Spool
-from tests.conftest import wait_until
+from tests.conftest import now, stop_in_process, wait_until
 
 
 def make_manager(root, end_in: float) -> tuple[Manager, Spool]:
@@ -17,10 +17,6 @@ def make_manager(root, end_in: float) -> tuple[Manager, Spool]:
     allocation = Allocation((Node("n1", 2),), slurm_job_id="1", end_time=time.time() + end_in)
     manager = Manager(spool, allocation, Settings(watch=False, end_margin=120.0), os.environ, {"host": "test"})
     return manager, spool
-
-
-def now() -> Now:
-    return Now(time.time(), time.monotonic())
 
 
 def test_near_the_end_new_work_stays_in_the_spool(tmp_path):
@@ -44,5 +40,4 @@ def test_a_job_longer_than_the_time_left_waits_and_says_why(tmp_path):
     status = spool.read_status(long)
     assert status["state"] == "QUEUED"
     assert status["reason"].startswith("needs 3600 s of walltime; the allocation ends in ")
-    manager.stop("test over", now())
-    wait_until(lambda: manager.step(now()) or manager.finished, 20, "the manager to stop its jobs")
+    stop_in_process(manager)

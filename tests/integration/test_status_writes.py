@@ -10,10 +10,10 @@ from typing import Any
 
 from fsqueue import client
 from fsqueue.journal import replay
-from fsqueue.manager import Manager, Now, Settings
+from fsqueue.manager import Manager, Settings
 from fsqueue.resources import Allocation, Node
 from fsqueue.spool import Spool
-from tests.conftest import wait_until
+from tests.conftest import now, stop_in_process, wait_until
 
 
 def make_manager(root, delay: float, monkeypatch, **settings: Any) -> tuple[Manager, Spool, list[tuple[str, str]]]:
@@ -32,18 +32,8 @@ def make_manager(root, delay: float, monkeypatch, **settings: Any) -> tuple[Mana
     return manager, spool, written
 
 
-def now(ahead: float = 0.0) -> Now:
-    return Now(time.time(), time.monotonic() + ahead)
-
-
 def states_of(written: list[tuple[str, str]], job_id: str) -> list[str]:
     return [state for written_id, state in written if written_id == job_id]
-
-
-def stop(manager: Manager) -> None:
-    manager.stop("test over", now())
-    wait_until(lambda: manager.step(now()) or manager.finished, 20, "the manager to stop its jobs")
-    manager.finish(now())
 
 
 def test_a_job_that_ends_before_the_delay_goes_straight_to_its_final_state(tmp_path, monkeypatch):
@@ -56,7 +46,7 @@ def test_a_job_that_ends_before_the_delay_goes_straight_to_its_final_state(tmp_p
     assert spool.read_status(job_id)["seq"] == 3, "seq counts every state, written or not"
     journaled = [record["state"] for record in replay(spool.journal).records if record.get("id") == job_id]
     assert "RUNNING" in journaled and journaled[-1] == "SUCCEEDED", "the journal records every state"
-    stop(manager)
+    stop_in_process(manager)
 
 
 def test_a_running_job_is_shown_running_once_it_has_run_for_the_delay(tmp_path, monkeypatch):
@@ -75,7 +65,7 @@ def test_a_running_job_is_shown_running_once_it_has_run_for_the_delay(tmp_path, 
     manager.step(now(3601))
     assert states_of(written, job_id)[-1] == "RUNNING"
     assert spool.read_status(job_id)["state"] == "RUNNING"
-    stop(manager)
+    stop_in_process(manager)
 
 
 def test_without_a_delay_running_is_written_at_the_next_flush(tmp_path, monkeypatch):
@@ -84,7 +74,7 @@ def test_without_a_delay_running_is_written_at_the_next_flush(tmp_path, monkeypa
     manager.step(now(), woken_by_event=True)
     manager.step(now(1.0))
     assert states_of(written, job_id)[-1] == "RUNNING"
-    stop(manager)
+    stop_in_process(manager)
 
 
 def test_a_new_job_that_starts_within_the_delay_is_never_shown_queued(tmp_path, monkeypatch):
@@ -102,7 +92,7 @@ def test_a_new_job_that_starts_within_the_delay_is_never_shown_queued(tmp_path, 
                lambda: str(written))
     assert states_of(written, waiting) == ["SUCCEEDED"]
     assert spool.read_status(waiting)["seq"] == 3, "seq counts every state, written or not"
-    stop(manager)
+    stop_in_process(manager)
 
 
 def test_a_new_job_that_waits_longer_than_the_delay_is_shown_queued(tmp_path, monkeypatch):
@@ -122,7 +112,7 @@ def test_a_new_job_that_waits_longer_than_the_delay_is_shown_queued(tmp_path, mo
     manager.step(now(7202))
     assert states_of(written, waiting) == ["QUEUED"]
     assert spool.read_status(waiting)["state"] == "QUEUED"
-    stop(manager)
+    stop_in_process(manager)
 
 
 def test_a_stopping_manager_writes_the_queued_state_it_held_back(tmp_path, monkeypatch):
@@ -131,5 +121,5 @@ def test_a_stopping_manager_writes_the_queued_state_it_held_back(tmp_path, monke
     [waiting] = client.submit(spool.root, {"exec": "true"})
     manager.step(now(), woken_by_event=True)
     assert states_of(written, waiting) == []
-    stop(manager)
+    stop_in_process(manager)
     assert spool.read_status(waiting)["state"] == "QUEUED", "the next manager, and readers meanwhile, find it"
