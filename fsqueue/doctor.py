@@ -183,20 +183,12 @@ def _mode_summary(root: Entry, uid: int) -> Finding:
                    "Submissions from other users are refused (docs/spool.md).")
 
 
-def _present(entries: tuple[Entry, ...]) -> list[Entry]:
-    return [entry for entry in entries if entry.exists and entry.is_dir]
-
-
-def _elsewhere(present: list[Entry]) -> list[str]:
-    """The directories on another filesystem than the first one present (the root, unless it is missing)."""
-    return [entry.path for entry in present[1:] if entry.dev != present[0].dev]
-
-
 def judge_same_filesystem(entries: tuple[Entry, ...]) -> list[Finding]:
-    present = _present(entries)
+    present = [entry for entry in entries if entry.exists and entry.is_dir]
     if len(present) < 2:
         return []
-    elsewhere = _elsewhere(present)
+    # Compared with the first directory present: the root, unless it is missing.
+    elsewhere = [entry.path for entry in present[1:] if entry.dev != present[0].dev]
     if not elsewhere:
         return [Finding(Level.OK, "spool.same-filesystem",
                         "one filesystem: rename between the spool's directories is atomic",
@@ -271,15 +263,14 @@ def judge_probe(result: Probe | None) -> list[Finding]:
 
 def judge(obs: Observation, now: float) -> dict[str, Any]:
     """The whole report, as JSON-ready data (`fsq doctor --json`)."""
-    findings = [*judge_filesystem(obs.mount), *judge_permissions(obs), *judge_same_filesystem(obs.entries),
-                *judge_space(obs.space), *judge_files(obs.joblog_bytes, obs.status_files)]
-    if obs.exists:
-        findings.append(judge_manager(obs.manager, now))
-    findings += judge_probe(obs.probe)
-    same = not _elsewhere(_present(obs.entries))
-    info = obs.manager
-    alive = bool(obs.exists and info and manager_alive(info, now))  # judge_manager's manager.alive
-    poll = (info or {}).get("poll") if alive else None
+    same_filesystem = judge_same_filesystem(obs.entries)
+    manager = judge_manager(obs.manager, now) if obs.exists else None
+    findings = [*judge_filesystem(obs.mount), *judge_permissions(obs), *same_filesystem,
+                *judge_space(obs.space), *judge_files(obs.joblog_bytes, obs.status_files),
+                *([manager] if manager is not None else []), *judge_probe(obs.probe)]
+    same = all(f.level is not Level.ERROR for f in same_filesystem)  # none (fewer than two directories) or OK
+    alive = manager is not None and manager.code == "manager.alive"
+    poll = (obs.manager or {}).get("poll") if alive else None
     worst = max((f.level for f in findings), key=RANK.__getitem__, default=Level.OK)
     return {
         "version": FORMAT_VERSION, "spool": obs.spool, "exists": obs.exists, "checked": obs.checked,

@@ -43,7 +43,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -193,10 +193,6 @@ class Unsafe(Exception):
     """A file in a drop directory that must not be read as a request; the message says why."""
 
 
-class WritableByOthers(Unsafe):
-    """Unsafe because users other than its owner could have written it (its mode allows them)."""
-
-
 class DirectoryProblem(StrEnum):
     """Why a directory of the spool is refused (Spool.check), as directory_problems finds it."""
 
@@ -207,10 +203,11 @@ class DirectoryProblem(StrEnum):
     GROUP_WRITABLE = "group-writable"
 
 
-def directory_problems(*, is_dir: bool, mode: int, owner: int, uid: int,
-                       on_root_device: bool = True) -> list[DirectoryProblem]:
+def directory_problems(*, is_dir: bool, mode: int, owner: int, uid: int, on_root_device: bool = True,
+                       group_may_write: bool = False) -> list[DirectoryProblem]:
     """The rule of Spool.check, for one directory's lstat facts, in the order Spool.check reports them;
-    also `fsq doctor`'s. A non-directory has that one problem; world-writable hides group-writable."""
+    also `fsq doctor`'s. A non-directory has that one problem; world-writable hides group-writable, and
+    `group_may_write` lets a group-writable directory pass."""
     if not is_dir:
         return [DirectoryProblem.NOT_DIRECTORY]
     # rename(2) does not cross filesystems (EXDEV): nothing could be published or claimed.
@@ -219,7 +216,7 @@ def directory_problems(*, is_dir: bool, mode: int, owner: int, uid: int,
         found.append(DirectoryProblem.OWNER)
     if mode & stat.S_IWOTH:
         found.append(DirectoryProblem.WORLD_WRITABLE)
-    elif mode & stat.S_IWGRP:
+    elif mode & stat.S_IWGRP and not group_may_write:
         found.append(DirectoryProblem.GROUP_WRITABLE)
     return found
 
@@ -314,11 +311,11 @@ class Spool:
 
     # Strings, not Paths: the manager asks for these for every job it takes in or starts.
     def default_output(self, job_id: str, stream: str) -> str:
-        return f"{self.root}/output/{job_id}.{'out' if stream == 'stdout' else 'err'}"
+        return f"{self.output}/{job_id}.{'out' if stream == 'stdout' else 'err'}"
 
     def launch_log(self, job_id: str) -> str:
         """Where a launcher's own messages about the job go (srun's stderr)."""
-        return f"{self.root}/output/{job_id}.launch"
+        return f"{self.output}/{job_id}.launch"
 
     # -- creation and checks ------------------------------------------------------------------
     @classmethod
@@ -380,9 +377,8 @@ class Spool:
             info = os.lstat(path)
             device = info.st_dev if device is None else device  # the root comes first
             problems = directory_problems(is_dir=stat.S_ISDIR(info.st_mode), mode=info.st_mode, owner=info.st_uid,
-                                          uid=uid, on_root_device=info.st_dev == device)
-            if allow_group_write and DirectoryProblem.GROUP_WRITABLE in problems:
-                problems.remove(DirectoryProblem.GROUP_WRITABLE)
+                                          uid=uid, on_root_device=info.st_dev == device,
+                                          group_may_write=allow_group_write)
             if problems:
                 raise SpoolError(_REFUSALS[problems[0]].format(path=path, root=self.root, owner=info.st_uid, uid=uid,
                                                                gid=info.st_gid))
@@ -459,8 +455,7 @@ class Spool:
         try:
             info = os.fstat(fd)
             # The group may write files of its own into a spool it cannot enter, not into one it can.
-            _check_owned_file(info, group_may_write=not info.st_mode & stat.S_IWGRP or not self.group_can_enter(),
-                              single_link=True)
+            _check_owned_file(info, group_may_write=lambda: not self.group_can_enter(), single_link=True)
             return _read_all(fd, info.st_size)
         finally:
             os.close(fd)
@@ -472,10 +467,8 @@ class Spool:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             info = os.fstat(fd)
-            _check_owned_file(info, group_may_write=False)
+            _check_owned_file(info, hint="; run `chmod go-w` on it")
             return _read_all(fd, info.st_size).decode()
-        except WritableByOthers as error:
-            raise ValueError(f"{error}; run `chmod go-w` on it") from error
         except Unsafe as error:
             raise ValueError(str(error)) from error
         finally:
@@ -600,18 +593,21 @@ def read_json(path: Path, *, fresh: bool = True) -> Any:
     return None if data is None else orjson.loads(data)
 
 
-def _check_owned_file(info: os.stat_result, *, group_may_write: bool, single_link: bool = False) -> None:
+def _check_owned_file(info: os.stat_result, *, group_may_write: Callable[[], bool] = lambda: False,
+                      single_link: bool = False, hint: str = "") -> None:
     """Refuse a file the manager would act on that another user owns or could have written, or that is
     not a regular file or too big (the rule for job files, control files and parameter files).
-    `single_link`: a file in the spool with a second name may be a file from outside it."""
+    `group_may_write` is asked only about a group-writable file (it may stat the spool root);
+    `single_link`: a file in the spool with a second name may be a file from outside it;
+    `hint` ends the message about a file others could write."""
     if not stat.S_ISREG(info.st_mode):
         raise Unsafe(f"it is not a regular file (mode {stat.filemode(info.st_mode)})")
     if info.st_uid != os.geteuid():
         raise Unsafe(f"it belongs to uid {info.st_uid}, not to the manager's user ({os.geteuid()})")
     if single_link and info.st_nlink != 1:
         raise Unsafe(f"it has {info.st_nlink} hard links; it may be a file from outside the spool")
-    if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not group_may_write):
-        raise WritableByOthers(f"other users could have written it (mode {stat.filemode(info.st_mode)})")
+    if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not group_may_write()):
+        raise Unsafe(f"other users could have written it (mode {stat.filemode(info.st_mode)}){hint}")
     if info.st_size > MAX_SUBMISSION_BYTES:
         raise Unsafe(f"it is {info.st_size} bytes; the limit is {MAX_SUBMISSION_BYTES}")
 
