@@ -7,9 +7,11 @@ Not a package: the scripts are run as files, so Python puts their directory firs
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,18 @@ _SCRATCH: list[Path] = []
 def remove_at_end(path: Path) -> None:
     """Have remove_scratch() delete `path` with everything in it, when the run ends."""
     _SCRATCH.append(path)
+
+
+@contextlib.contextmanager
+def scratch(prefix: str, *, parent: str | Path = "/tmp", keep: bool = False) -> Iterator[Path]:
+    """A new directory in `parent`, its name starting with `prefix`; unless `keep`, removed when the
+    whole run ends (remove_scratch), not sooner."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield path
+    finally:
+        if not keep:
+            remove_at_end(path)
 
 
 def remove_scratch() -> None:
