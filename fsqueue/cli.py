@@ -35,7 +35,7 @@ from fsqueue.resources import (
     parse_nodes_option,
     parse_scontrol_end_time,
 )
-from fsqueue.spool import ENV_VAR, Spool, is_job_id
+from fsqueue.spool import ENV_VAR, Spool
 
 if TYPE_CHECKING:
     from fsqueue.launcher import Launcher
@@ -231,13 +231,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         summary = client.summary(spool)
         _emit(summary) if args.json else print(_render_summary(summary))
         return EXIT_OK
-    # Names need every status file: read them once for all the names asked about, not once per name.
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    if not all(map(is_job_id, args.refs)):
-        for doc in client.list_jobs(spool):
-            by_name.setdefault(doc.get("name"), []).append(doc)
-    documents = [doc for ref in args.refs
-                 for doc in (client.status(spool, ref) if is_job_id(ref) else by_name.get(ref, []))]
+    documents = client.statuses(spool, args.refs)
     missing = [ref for ref in args.refs if not any(ref in (d["id"], d.get("name")) for d in documents)]
     if args.json:
         _emit(documents[0] if len(documents) == 1 and len(args.refs) == 1 else documents)

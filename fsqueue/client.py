@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -24,6 +24,7 @@ from fsqueue.spool import (
     is_submission_name,
     manager_alive,
     read_json,
+    revalidate,
 )
 
 StatusDoc = dict[str, Any]
@@ -37,11 +38,16 @@ def submit(spool: str | os.PathLike[str], jobs: dict[str, Any] | list[dict[str, 
     `group_shared` makes the spool group-shared (Spool.create).
     """
     target = Spool.create(spool, group_shared=group_shared)
-    documents = jobs if isinstance(jobs, list) else [jobs]
     if wd is not None:
-        documents = [doc if not isinstance(doc, dict) or "wd" in doc else {**doc, "wd": wd} for doc in documents]
-    specs = model.parse_jobs(documents if isinstance(jobs, list) else documents[0], IdMaker().many(),
-                             target.read_parameter_file)  # the manager's own rule for whose file it may be
+        documents = jobs if isinstance(jobs, list) else [jobs]
+        filled = [doc if not isinstance(doc, dict) or "wd" in doc else {**doc, "wd": wd} for doc in documents]
+        jobs = filled if isinstance(jobs, list) else filled[0]
+    return _submit(target, jobs, IdMaker().many())
+
+
+def _submit(target: Spool, jobs: dict[str, Any] | list[dict[str, Any]], ids: Iterator[str]) -> list[str]:
+    """submit() into a spool already opened and checked; jobs without an id get the next of `ids`."""
+    specs = model.parse_jobs(jobs, ids, target.read_parameter_file)  # the manager's own rule for whose file it may be
     stamped = [spec.document for spec in specs] if isinstance(jobs, list) else specs[0].document
     target.publish(target.incoming, f"{specs[0].id}.json", orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE))
     return [spec.id for spec in specs]
@@ -63,11 +69,25 @@ def command_job(argv: Sequence[str], *, name: str | None = None, cores: int | No
 
 def status(spool: str | os.PathLike[str], ref: str) -> list[StatusDoc]:
     """The status documents of job `ref` (an id, or a name that may belong to several jobs)."""
+    return statuses(spool, [ref])
+
+
+def statuses(spool: str | os.PathLike[str], refs: Sequence[str]) -> list[StatusDoc]:
+    """status() of each of `refs`, in their order, from one look at the spool: one revalidation of
+    status/ for all the ids, and every status file read once only if some ref is a name."""
     target = Spool.existing(spool)
-    if is_job_id(ref):
-        document = _current(target, [ref])[ref]
-        return [document] if document else []
-    return [doc for doc in _all_status(target) if doc.get("name") == ref]
+    current = _current(target, [ref for ref in refs if is_job_id(ref)])
+    by_id = {job_id: [doc] for job_id, doc in current.items() if doc}
+    by_name = {} if all(map(is_job_id, refs)) else _by_name(all_statuses(target))
+    return [doc for ref in refs for doc in (by_id if is_job_id(ref) else by_name).get(ref, [])]
+
+
+def _by_name(documents: Iterable[StatusDoc]) -> dict[str | None, list[StatusDoc]]:
+    """The documents grouped by job name (None for jobs without one), each group in the order given."""
+    groups: dict[str | None, list[StatusDoc]] = {}
+    for doc in documents:
+        groups.setdefault(doc.get("name"), []).append(doc)
+    return groups
 
 
 def _current(target: Spool, job_ids: Iterable[str]) -> dict[str, StatusDoc | None]:
@@ -98,10 +118,11 @@ def _unstarted_iteration(sweep: StatusDoc | None, job_id: str) -> StatusDoc | No
 
 def list_jobs(spool: str | os.PathLike[str], states: Iterable[str] = ()) -> list[StatusDoc]:
     wanted = {state.upper() for state in states}
-    return [doc for doc in _all_status(Spool.existing(spool)) if not wanted or doc.get("state") in wanted]
+    return [doc for doc in all_statuses(Spool.existing(spool)) if not wanted or doc.get("state") in wanted]
 
 
-def _all_status(target: Spool) -> list[StatusDoc]:
+def all_statuses(target: Spool) -> list[StatusDoc]:
+    """Every status file of the spool, in id order (a file removed since the listing is left out)."""
     return [doc for doc in target.read_statuses(target.status_ids()).values() if doc]
 
 
@@ -164,7 +185,7 @@ def wait(
     while True:
         if pending_names:
             resolved = set()
-            for doc in _all_status(target):
+            for doc in all_statuses(target):
                 if doc.get("name") in pending_names:
                     pending_ids.add(doc["id"])
                     resolved.add(doc["name"])
@@ -182,7 +203,8 @@ def wait(
             return [final[job_id] for job_id in sorted(final)]
         stuck = None if pending_names else _stalled(target, documents, deadline, poll_max)
         if stuck is not None:
-            return [{**final, **stuck}[job_id] for job_id in sorted({*final, *stuck})]
+            merged = final | stuck
+            return [merged[job_id] for job_id in sorted(merged)]
         if deadline is not None and time.monotonic() >= deadline:
             waiting = sorted(pending_ids | pending_names)
             raise WaitTimeout(f"timed out; still waiting for {len(waiting)} job(s): {', '.join(waiting[:5])}")
@@ -231,10 +253,11 @@ def _stalled(target: Spool, documents: dict[str, StatusDoc | None], deadline: fl
     later = _next_heartbeat(target, info, deadline, poll_max)
     if not later or not later.get("stalled") or not _all_queued(documents := _current(target, documents)):
         return None
-    return {job_id: doc for job_id, doc in documents.items() if doc}
+    return documents
 
 
-def _all_queued(documents: dict[str, StatusDoc | None]) -> bool:
+def _all_queued(documents: dict[str, StatusDoc | None]) -> TypeGuard[dict[str, StatusDoc]]:
+    """True only if every job has a status (so a caller needs no filter for None) and it is QUEUED."""
     return all(doc and doc.get("state") == "QUEUED" for doc in documents.values())
 
 
@@ -258,42 +281,42 @@ def rerun(spool: str | os.PathLike[str], refs: Sequence[str] = (), *, failed: bo
     Raises FsqError for a reference to no ended job, and when there is nothing to run again.
     """
     target = Spool.existing(spool)
-    every = _all_status(target)
-    statuses = {doc["id"]: doc for doc in every if "sweep" not in doc}  # iterations, not sweeps
+    every = all_statuses(target)
+    status_of = {doc["id"]: doc for doc in every if "sweep" not in doc}  # iterations, not sweeps
     chosen: set[str] = set()
     for ref in refs:
-        found = [job_id for job_id, doc in statuses.items() if ref in (job_id, doc.get("name"))]
+        found = [job_id for job_id, doc in status_of.items() if ref in (job_id, doc.get("name"))]
         if not found and any(ref in (doc["id"], doc.get("name")) for doc in every):
             raise FsqError(f"{ref}: a sweep; name its iterations (SWEEP_ID.INDEX), or give --failed")
         if not found:
             raise FsqError(f"{ref}: no job with this id or name has a status file in {target.root}")
-        busy = [f"{job_id} is {statuses[job_id]['state']}" for job_id in found
-                if statuses[job_id]["state"] not in model.FINAL_STATES]
+        busy = [f"{job_id} is {status_of[job_id]['state']}" for job_id in found
+                if status_of[job_id]["state"] not in model.FINAL_STATES]
         if busy:
             raise FsqError(f"{ref}: {', '.join(busy)}; only ended jobs are run again")
-        rejected = [job_id for job_id in found if statuses[job_id]["state"] == "REJECTED"]
+        rejected = [job_id for job_id in found if status_of[job_id]["state"] == "REJECTED"]
         if rejected:
-            raise FsqError(f"{ref}: {rejected[0]} was rejected ({statuses[rejected[0]].get('reason')}); "
+            raise FsqError(f"{ref}: {rejected[0]} was rejected ({status_of[rejected[0]].get('reason')}); "
                            "submit a corrected job instead")
         chosen.update(found)
     if failed:  # a failure that was run again already is left alone: its new job speaks for it
-        done = {doc["rerun_of"] for doc in statuses.values() if doc.get("rerun_of")}
-        chosen.update(job_id for job_id, doc in statuses.items() if doc["state"] in reruns.FAILED_STATES
+        done = {doc["rerun_of"] for doc in status_of.values() if doc.get("rerun_of")}
+        chosen.update(job_id for job_id, doc in status_of.items() if doc["state"] in reruns.FAILED_STATES
                       and job_id not in done)
     if not chosen:
         raise FsqError("nothing to run again: no job named, and no job failed or timed out"
                        if failed else "nothing to run again: name jobs, or give --failed")
-    candidates = chosen | {job_id for job_id, doc in statuses.items() if doc["state"] == "SKIPPED"}
+    candidates = chosen | {job_id for job_id, doc in status_of.items() if doc["state"] == "SKIPPED"}
     documents = _AcceptedDocuments(target)
-    jobs = {job_id: reruns.Ended(job_id, statuses[job_id].get("name"), statuses[job_id]["state"],
-                                 documents.of(statuses[job_id])) for job_id in sorted(candidates)}
-    ids_by_name: dict[str, list[str]] = {}
-    for job_id, doc in statuses.items():
-        if doc.get("name"):
-            ids_by_name.setdefault(doc["name"], []).append(job_id)
+    jobs = {job_id: reruns.Ended(job_id, status_of[job_id].get("name"), status_of[job_id]["state"],
+                                 documents.of(status_of[job_id])) for job_id in sorted(candidates)}
+    ids_by_name = {name: [doc["id"] for doc in docs] for name, docs in _by_name(status_of.values()).items() if name}
     selected = reruns.select(jobs, chosen)
-    new = submit(spool, reruns.plan(jobs, selected, IdMaker().many(), ids_by_name))
-    return list(zip(selected, new))
+    ids = IdMaker().many()
+    new_jobs = reruns.plan(jobs, selected, ids, ids_by_name)
+    # Published as submit() does: Spool.create refuses an unsafe spool (a link, another owner, writable
+    # by others) and remakes a missing directory; Spool.existing above only found it.
+    return list(zip(selected, _submit(Spool.create(target.root), new_jobs, ids)))
 
 
 class _AcceptedDocuments:
@@ -302,6 +325,7 @@ class _AcceptedDocuments:
 
     def __init__(self, target: Spool) -> None:
         self._target = target
+        revalidate(target.accepted)  # once for every file read below, as Spool.read_statuses does for status/
         self._files: dict[str, dict[str, dict[str, Any]]] = {}
         self._sweeps: dict[str, model.JobSpec] = {}
 
@@ -323,7 +347,7 @@ class _AcceptedDocuments:
     def _file(self, name: str) -> dict[str, dict[str, Any]]:
         if name not in self._files:
             # A name from a status file: checked like a dropped file's name, so it cannot leave accepted/.
-            content = read_json(self._target.accepted / name) if is_submission_name(name) else None
+            content = read_json(self._target.accepted / name, fresh=False) if is_submission_name(name) else None
             if not isinstance(content, (list, dict)):
                 raise FsqError(f"the accepted submission {name!r} is missing from {self._target.accepted}")
             self._files[name] = {job["id"]: job for job in (content if isinstance(content, list) else [content])}
@@ -356,6 +380,7 @@ __all__ = [
     "rerun",
     "shutdown",
     "status",
+    "statuses",
     "submit",
     "summary",
     "wait",

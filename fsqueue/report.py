@@ -65,10 +65,10 @@ class Inputs:
 
 
 def collect(spool: Spool, now: float) -> Inputs:
-    documents = spool.read_statuses(spool.status_ids()).values()
+    documents = client.all_statuses(spool)
     view = client.manager(spool.root, now)
     nodes = list((view.info or {}).get("nodes", []))
-    return Inputs(str(spool.root), [doc for doc in documents if doc], read_joblog(spool.joblog), view, now, nodes)
+    return Inputs(str(spool.root), documents, read_joblog(spool.joblog), view, now, nodes)
 
 
 def assemble(inputs: Inputs) -> Doc:
