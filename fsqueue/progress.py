@@ -36,16 +36,18 @@ class Progress:
         self._maybe_draw()
 
     def _maybe_draw(self) -> None:
-        done = sum(n for state, n in self._counts.items() if state in FINAL_STATES)
         if self._done_before is None:
-            self._done_before = done
+            self._done_before = self._done()
         now = time.monotonic()
         if now - self._last_draw >= (_REDRAW_EVERY if self._interactive else _LOG_EVERY):
             self._draw(now)
 
+    def _done(self) -> int:
+        return sum(n for state, n in self._counts.items() if state in FINAL_STATES)
+
     def _draw(self, now: float) -> None:
         self._last_draw = now
-        done = sum(n for state, n in self._counts.items() if state in FINAL_STATES)
+        done = self._done()
         total = sum(self._counts.values())
         failed = done - self._counts[JobState.SUCCEEDED]
         rate = (done - (self._done_before or 0)) / max(now - self._started, 1e-9)

@@ -30,7 +30,14 @@ class Ended:
     document: Mapping[str, Any]
 
     def references(self) -> list[str]:
-        return [item if isinstance(item, str) else item["job"] for item in self.document.get("after", [])]
+        return [ref for ref, _ in _after_items(self.document)]
+
+
+def _after_items(document: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
+    """(reference, when) for each item of the document's `after`, which is a bare reference (when is
+    None) or {"job": reference, "when": ...}."""
+    for item in document.get("after", []):
+        yield (item, None) if isinstance(item, str) else (item["job"], item.get("when"))
 
 
 def select(jobs: Mapping[str, Ended], chosen: Iterable[str]) -> list[str]:
@@ -64,8 +71,7 @@ def plan(jobs: Mapping[str, Ended], selected: Sequence[str], new_ids: Iterator[s
     for job_id in selected:
         document = {key: value for key, value in jobs[job_id].document.items() if key != "id"}
         after = []
-        for item in document.get("after", []):
-            ref, when = (item, None) if isinstance(item, str) else (item["job"], item.get("when"))
+        for ref, when in _after_items(document):
             after += [target if when is None else {"job": target, "when": when} for target in targets(ref)]
         if "after" in document:
             document["after"] = after

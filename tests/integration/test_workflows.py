@@ -182,6 +182,7 @@ def test_rerun_by_name_takes_its_skipped_dependents_and_refuses_what_has_not_end
     rerun = run_fsq("rerun", "prep", spool=manager.spool)
     assert rerun.returncode == 0, rerun.stderr
     new = rerun.stdout.decode().split()
-    assert sorted(manager.wait_final(job_id)["name"] for job_id in new) == ["prep", "sim"]
-    assert all(manager.wait_final(job_id)["state"] == "SUCCEEDED" for job_id in new)
+    finals = [manager.wait_final(job_id) for job_id in new]
+    assert sorted(doc["name"] for doc in finals) == ["prep", "sim"]
+    assert all(doc["state"] == "SUCCEEDED" for doc in finals)
     run_fsq("cancel", "later", spool=manager.spool, check=True)

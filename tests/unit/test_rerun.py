@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
 import pytest
 
+from fsqueue import model
 from fsqueue.rerun import Ended, plan, select
+from fsqueue.spool import is_job_id
 
 
 def job(job_id: str, state: str, name: str | None = None, after: list[Any] | None = None) -> Ended:
@@ -84,3 +87,19 @@ def test_an_iteration_runs_again_as_a_plain_job_under_its_iteration_name() -> No
     [document] = plan(universe(iteration), ["s1.3"], new_ids(), {"sim:3": ["s1.3"]})
     assert document == {"id": "new0", "name": "sim:3", "exec": "./sim", "args": ["--seed", "3"], "after": ["prep:3"],
                         "rerun_of": "s1.3"}
+
+
+def test_references_read_both_forms_of_after() -> None:
+    waiting = job("w", "SKIPPED", after=["a", {"job": "prep", "when": "afterok"}, {"job": "b"}])
+    assert waiting.references() == ["a", "prep", "b"]
+
+
+REFERENCE = "0123456789abcdef"
+
+
+@pytest.mark.parametrize("suffix", ["", ".0", ".7", ".10", ".1234567", ".007", ".00", ".12345678", ".", ".-1", "\n",
+                                    ".1\n", "x"])
+def test_the_schema_takes_as_rerun_of_exactly_what_the_spool_calls_a_job_id(suffix: str) -> None:
+    candidate = REFERENCE + suffix
+    in_schema = jsonschema.Draft202012Validator(model.job_schema()).is_valid({"exec": "a", "rerun_of": candidate})
+    assert in_schema == is_job_id(candidate)
