@@ -158,6 +158,9 @@ def _resource_options(sub: argparse.ArgumentParser) -> None:
                        help="local mode with this many cores of this machine (default inside a Slurm allocation: "
                             "the allocation, launched with srun; outside one: every CPU this process may use)")
     group.add_argument("--nodes", help="local mode with virtual nodes, e.g. n1:4,n2:4")
+    sub.add_argument("--no-pin", action="store_true",
+                     help="do not pin jobs to their cores (srun --cpu-bind=none under Slurm): for a machine "
+                          "shared with other work")
 
 
 def _group_shared_option(sub: argparse.ArgumentParser) -> None:
@@ -376,9 +379,9 @@ def _allocation(args: argparse.Namespace) -> tuple[Allocation, Launcher]:
         return parse_nodes_option(args.nodes), LocalLauncher()
     slurm = None if args.cores is not None else allocation_from_slurm_env(os.environ)
     if slurm is None:
-        return local_allocation(args.cores, os.sched_getaffinity(0)), LocalLauncher()
+        return local_allocation(args.cores, os.sched_getaffinity(0), pin=not args.no_pin), LocalLauncher()
     slurm = dataclasses.replace(slurm, end_time=_allocation_end(slurm.slurm_job_id))
-    return slurm, SrunLauncher(mem_per_cpu_mb=mem_per_cpu_mb(os.environ, slurm))
+    return slurm, SrunLauncher(mem_per_cpu_mb=mem_per_cpu_mb(os.environ, slurm), bind=not args.no_pin)
 
 
 def _allocation_end(job_id: str | None) -> float | None:

@@ -168,15 +168,16 @@ class LocalLauncher:
 class SrunLauncher:
     """Each job is one `srun` step, placed with an explicit node list and core count (docs/slurm.md)."""
 
-    def __init__(self, srun: str = "srun", mem_per_cpu_mb: int | None = None) -> None:
+    def __init__(self, srun: str = "srun", mem_per_cpu_mb: int | None = None, bind: bool = True) -> None:
         self._children = _Children()
         self._srun = shutil.which(srun) or srun
         self._mem_per_cpu_mb = mem_per_cpu_mb
+        self._bind = bind
         self._logs: dict[str, str] = {}
 
     def start(self, launch: Launch) -> float:
         assert launch.placement is not None and launch.launch_log is not None
-        argv = srun_argv(launch, self._srun, self._mem_per_cpu_mb)
+        argv = srun_argv(launch, self._srun, self._mem_per_cpu_mb, self._bind)
         try:
             log_fd = os.open(launch.launch_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         except OSError as error:
@@ -276,7 +277,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def srun_argv(launch: Launch, srun: str = "srun", mem_per_cpu_mb: int | None = None) -> list[str]:
+def srun_argv(launch: Launch, srun: str = "srun", mem_per_cpu_mb: int | None = None, bind: bool = True) -> list[str]:
     """The srun command line that runs `launch` exactly where its placement says. Pure.
 
     Each flag is justified in docs/slurm.md, "The srun command line".
@@ -293,7 +294,7 @@ def srun_argv(launch: Launch, srun: str = "srun", mem_per_cpu_mb: int | None = N
         f"--cpus-per-task={max(1, per_node // tasks)}",
         f"--nodelist={','.join(nodes)}",
         "--exact",
-        "--cpu-bind=cores",
+        "--cpu-bind=cores" if bind else "--cpu-bind=none",
         "--kill-on-bad-exit=1",
         f"--job-name=fsq-{launch.job_id}",
         f"--input={_pattern_free(launch.stdin) if launch.stdin else 'none'}",

@@ -81,17 +81,21 @@ def _whole(text: str, what: str, minimum: int) -> int:
 # --- local mode ------------------------------------------------------------------------
 
 
-def local_allocation(cores: int | None, affinity: set[int] | frozenset[int]) -> Allocation:
-    """One node named "local" from the CPUs this process may run on (sched_getaffinity)."""
+def local_allocation(cores: int | None, affinity: set[int] | frozenset[int], pin: bool = True) -> Allocation:
+    """One node named "local" from the CPUs this process may run on (sched_getaffinity).
+
+    Without `pin` the cores are counted but not tied to CPUs: jobs then run wherever the kernel puts
+    them, which is better on a machine whose CPUs are shared with other work (a laptop, a login node).
+    """
     cpus = tuple(sorted(affinity))
     if cores is None:
         if not cpus:
             raise ResourceError("CPU affinity set is empty: expected at least one usable CPU")
-        return Allocation((Node("local", len(cpus), cpus),))
+        return Allocation((Node("local", len(cpus), cpus if pin else None),))
     if cores < 1:
         raise ResourceError(f"cores={cores}: expected a whole number of at least 1")
     if cores <= len(cpus):
-        return Allocation((Node("local", cores, cpus[:cores]),))
+        return Allocation((Node("local", cores, cpus[:cores] if pin else None),))
     # More cores than CPUs: the user asked to oversubscribe, so the cores are slots, not CPUs.
     return Allocation((Node("local", cores, None),))
 

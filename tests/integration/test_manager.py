@@ -268,6 +268,18 @@ def test_local_jobs_are_pinned_to_their_cores(start_manager):
     assert sorted(seen) == [0, 1]  # both ran at once, one per core
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two CPUs to tell them apart")
+def test_no_pin_leaves_jobs_on_every_cpu_of_the_manager(start_manager):
+    manager = start_manager("--cores", "2", "--no-pin")
+    script = "grep Cpus_allowed_list /proc/self/status | cut -f2; echo $FSQ_CORES $OMP_NUM_THREADS"
+    [job_id] = submit(manager, "-", input=json.dumps({"script": script}).encode())
+    status = manager.wait_final(job_id)
+    allowed, cores, threads = Path(status["stdout"]).read_text().split()
+    want = subprocess.run(["grep", "Cpus_allowed_list", "/proc/self/status"], capture_output=True, text=True,
+                          check=True).stdout.split()[1]
+    assert allowed == want and cores == "local:0" and threads == "1"
+
+
 def test_drain_mode_exits_when_idle(start_manager):
     manager = start_manager("--cores", "2", "--drain", wait=False)
     assert manager.wait_exit() == 0

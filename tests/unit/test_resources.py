@@ -197,6 +197,13 @@ def test_local_allocation(
     assert allocation.end_time is None
 
 
+@pytest.mark.parametrize(("cores", "affinity"), [(None, {0, 1, 2, 3}), (2, {7, 3, 5}), (8, {0, 1})])
+def test_local_allocation_without_pinning_counts_cores_but_names_no_cpu(cores: int | None, affinity: set[int]) -> None:
+    pinned = local_allocation(cores, affinity)
+    unpinned = local_allocation(cores, affinity, pin=False)
+    assert unpinned == Allocation((Node("local", pinned.total_cores, None),))
+
+
 @pytest.mark.parametrize(
     ("cores", "affinity", "message"),
     [

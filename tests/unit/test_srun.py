@@ -50,6 +50,11 @@ def test_placement_and_safety_flags_are_always_there():
     assert "chdir" not in flags and "mem-per-cpu" not in flags
 
 
+def test_no_pin_asks_srun_not_to_bind():
+    argv = srun_argv(launch({"n1": 2}), bind=False)
+    assert "--cpu-bind=none" in argv and "--cpu-bind=cores" not in argv
+
+
 def test_optional_flags_and_percent_signs():
     argv = srun_argv(launch({"n1": 1}, wd="/w", stdin="in%j", stdout="/o/100%.txt"), mem_per_cpu_mb=1800)
     flags = options(argv)
