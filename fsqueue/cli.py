@@ -487,6 +487,7 @@ def _render_job(doc: dict[str, Any]) -> str:
         rows.insert(1, ("sweep", f"{iteration['sweep']}, iteration {iteration['index']}"))
     usage = doc.get("usage")
     if usage:
-        rows.append(("usage", (f"user {usage['cpu_user']:.3f} s, system {usage['cpu_system']:.3f} s, "
-                               f"peak RSS {usage['max_rss_kib']} KiB")))
+        peak = usage["max_rss_kib"]
+        rss = f"peak RSS {peak} KiB" if peak is not None else "peak RSS below the manager's own"
+        rows.append(("usage", f"user {usage['cpu_user']:.3f} s, system {usage['cpu_system']:.3f} s, {rss}"))
     return "\n".join(f"{key + ':':11} {'-' if value is None else value}" for key, value in rows)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import resource
 import shutil
 import signal
 import time
@@ -156,7 +157,11 @@ class LocalLauncher:
         return found
 
     def reap(self) -> list[Exit]:
-        return [_exit_of(job_id, status, rusage, ended) for job_id, status, rusage, ended in self._children.reap()]
+        ended = self._children.reap()
+        if not ended:
+            return []
+        own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return [_exit_of(job_id, status, rusage, when, own_peak) for job_id, status, rusage, when in ended]
 
     def signal(self, job_id: str, signum: int) -> None:
         self._children.signal(job_id, signum)
@@ -345,9 +350,13 @@ def classify_srun_exit(job_id: str, code: int, log_text: str) -> Exit:
     return Exit(job_id, code, None, None, detail=detail)
 
 
-def _exit_of(job_id: str, status: int, rusage: os.struct_rusage, ended: float) -> Exit:  # type: ignore[name-defined]
+def _exit_of(job_id: str, status: int, rusage: os.struct_rusage,  # type: ignore[name-defined]
+             ended: float, manager_peak_kib: int) -> Exit:
     code = os.waitstatus_to_exitcode(status)
-    usage = Usage(round(rusage.ru_utime, 6), round(rusage.ru_stime, 6), rusage.ru_maxrss)
+    # At exec the kernel carries the parent's peak RSS into the child's (exec_mmap keeps the larger),
+    # so a job that stayed below the manager's own peak reads as the manager's: unknown, not that.
+    peak = rusage.ru_maxrss if rusage.ru_maxrss > manager_peak_kib else None
+    usage = Usage(round(rusage.ru_utime, 6), round(rusage.ru_stime, 6), peak)
     if code < 0:
         return Exit(job_id, None, -code, usage, ended_at=ended)
     return Exit(job_id, code, None, usage, ended_at=ended)

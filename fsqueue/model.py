@@ -157,7 +157,7 @@ class Usage:
 
     cpu_user: float
     cpu_system: float
-    max_rss_kib: int
+    max_rss_kib: int | None  # None: at most the manager's own peak, which the kernel reports in its place
 
 
 @dataclass(frozen=True)

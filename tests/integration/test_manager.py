@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,20 @@ def test_command_job_runs_and_records_everything(start_manager):
     assert Path(status["stderr"]).read_text() == "err\n"
     assert status["nodes"] == ["local"] and sum(map(len, status["cores"].values())) == 1
     assert status["submit_time"] <= status["start_time"] <= status["end_time"]
-    assert status["usage"]["max_rss_kib"] > 0 and status["usage"]["cpu_user"] >= 0
+    assert status["usage"]["cpu_user"] >= 0 and status["usage"]["cpu_system"] >= 0
     assert status["seq"] >= 3  # QUEUED, RUNNING, SUCCEEDED
+
+
+def test_peak_memory_is_the_jobs_own_or_null_below_the_managers(start_manager):
+    manager = start_manager("--cores", "2")
+    # 400 MiB written page by page, far above the manager's own peak; `true` far below it.
+    big = {"name": "big", "exec": sys.executable, "args": ["-c", "b = bytearray(400 << 20); b[::4096] = b'x' * (100 << 10)"]}
+    [big_id, small_id] = submit(manager, "-", input=json.dumps([big, {"name": "small", "exec": "true"}]).encode())
+    big_usage = manager.wait_final(big_id)["usage"]
+    assert 400 << 10 < big_usage["max_rss_kib"] < 600 << 10  # KiB
+    assert manager.wait_final(small_id)["usage"]["max_rss_kib"] is None
+    shown = run_fsq("status", big_id, spool=manager.spool, check=True).stdout.decode()
+    assert f"peak RSS {big_usage['max_rss_kib']} KiB" in shown
 
 
 def test_status_json_and_wait_exit_codes(start_manager):
