@@ -117,7 +117,7 @@ class Intake:
             if name in listing.locked:
                 taken = self._claim_locked(directory, name)
             else:
-                taken = self._spool.claim(directory, name) is not None
+                taken = self._spool.claim(directory, name)
             if taken:
                 claimed.append(name)
         self.more_waiting = len(claimed) >= limit
@@ -135,16 +135,16 @@ class Intake:
             # A symlink or a directory: no cooperating writer can hold such a lock, and raising here
             # would stop all intake at every scan. Take the file as unlocked; its own checks decide.
             log.warning("ignoring %s, which cannot be a lock: %s", lock_path, error.strerror)
-            return self._spool.claim(directory, name) is not None
+            return self._spool.claim(directory, name)
         try:
-            claimed = self._spool.claim(directory, name) is not None
+            claimed = self._spool.claim(directory, name)
             lock_path.unlink(missing_ok=True)
             return claimed
         finally:
             lock.release()
 
     def _process(self, name: str, now: float, known_ids: Container[str], batch_ids: set[str]) -> Submission | None:
-        path = self._spool.claimed / name
+        path = f"{self._spool.claimed}/{name}"
         try:
             document = self._read(name, path, now)
             if document is None:
@@ -176,7 +176,7 @@ class Intake:
                   self._spool.claimed, self._torn_grace)
         self._torn[name] = (now, -1)
 
-    def _read(self, name: str, path: Path, now: float) -> Any:
+    def _read(self, name: str, path: str, now: float) -> Any:
         if not is_submission_name(name):
             raise Unsafe(f"the file name is not allowed: names match {_NAME_RULE}")
         data = self._spool.read_request(path)

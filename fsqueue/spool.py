@@ -425,16 +425,17 @@ class Spool:
         candidates = sorted(name for name in names if not name.startswith(".") and not name.endswith(STAGING_SUFFIXES))
         return Listing(tuple(candidates), frozenset(locks & set(candidates)))
 
-    def claim(self, source: Path, name: str) -> Path | None:
-        """Take a file out of a drop directory by rename; None if another claimer was first."""
-        target = self.claimed / name
+    def claim(self, source: Path, name: str) -> bool:
+        """Take a file out of a drop directory by rename into claimed/; False if another claimer was first."""
+        # String paths here and below: each runs once or more per submission, and a pathlib join costs
+        # more than the rename it names.
         try:
-            os.rename(source / name, target)
+            os.rename(f"{source}/{name}", f"{self.claimed}/{name}")
         except FileNotFoundError:
-            return None
-        return target
+            return False
+        return True
 
-    def read_request(self, path: Path) -> bytes:
+    def read_request(self, path: str | Path) -> bytes:
         """Read a claimed file, refusing anything that another user owns or could have written."""
         # Refuse by type before opening: opening a device node as root can act (a tape rewinds, a
         # watchdog arms), and a socket fails with ENXIO, which names no cause. fstat below re-checks.
@@ -474,7 +475,7 @@ class Spool:
         finally:
             os.close(fd)
 
-    def reject(self, claimed: Path, original_name: str, reason: str, *, receipt: bool = True) -> Path:
+    def reject(self, claimed: str | Path, original_name: str, reason: str, *, receipt: bool = True) -> Path:
         """Move a refused file aside with a readable reason beside it; never delete it.
 
         `receipt=False` for a duplicate, whose name already has the receipt of the accepted original.
@@ -495,20 +496,21 @@ class Spool:
     def accept(self, name: str, stamped: bytes) -> None:
         """Record an accepted submission with every job's id. The claimed copy stays until
         commit_accepted() has made the new name durable."""
-        atomic_write(self.accepted / name, stamped, durable=True, sync_directory=False)
+        atomic_write(f"{self.accepted}/{name}", stamped, durable=True, sync_directory=False)
 
     def commit_accepted(self, names: list[str]) -> None:
         """Make a batch of accepted files durable with one directory fsync, then drop their claimed copies."""
         fsync_dir(self.accepted)
         for name in names:
-            (self.claimed / name).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{self.claimed}/{name}")
 
     def is_known_submission(self, name: str) -> bool:
         """Whether accepted/ has `name`; the caller revalidated accepted/ first (one GETATTR per batch)."""
-        return os.path.lexists(self.accepted / name)
+        return os.path.lexists(f"{self.accepted}/{name}")
 
     def write_receipt(self, name: str, document: dict[str, Any]) -> None:
-        atomic_write(self.receipts / name, orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE),
+        atomic_write(f"{self.receipts}/{name}", orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE),
                      mode=self.reader_mode)
 
     def read_receipt(self, name: str) -> dict[str, Any] | None:

@@ -138,9 +138,9 @@ def test_scan_lists_names_only_skipping_dot_names(spool: Spool) -> None:
 
 def test_claim_moves_the_file_and_reports_a_lost_race(spool: Spool) -> None:
     (spool.incoming / "a.json").write_bytes(b"{}")
-    assert spool.claim(spool.incoming, "a.json") == spool.claimed / "a.json"
+    assert spool.claim(spool.incoming, "a.json") and (spool.claimed / "a.json").is_file()
     assert (spool.claimed / "a.json").read_bytes() == b"{}"
-    assert spool.claim(spool.incoming, "a.json") is None  # already taken: a normal outcome
+    assert not spool.claim(spool.incoming, "a.json")  # already taken: a normal outcome
 
 
 def _claimer(root: str, start: object, out: str) -> None:
@@ -150,7 +150,7 @@ def _claimer(root: str, start: object, out: str) -> None:
     lost = 0
     while names := spool.scan(spool.incoming).candidates:
         for name in names:
-            if spool.claim(spool.incoming, name) is None:
+            if not spool.claim(spool.incoming, name):
                 lost += 1
             else:
                 got.append(name)
