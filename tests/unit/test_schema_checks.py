@@ -8,6 +8,7 @@ palette of right and wrong types and edge values, and both validators judge the 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,7 +53,7 @@ def _paths(schema: dict[str, Any], root: dict[str, Any], prefix: tuple[str, ...]
 def _with(base: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
     doc = copy.deepcopy(base)
     node: Any = doc
-    for part, following in zip(path, path[1:]):
+    for part, following in itertools.pairwise(path):
         if part == "0":
             continue
         child = node.get(part)
