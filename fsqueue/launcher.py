@@ -160,7 +160,7 @@ class LocalLauncher:
         ended = self._children.reap()
         if not ended:
             return []
-        own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        own_peak = _own_peak_kib()
         return [_exit_of(job_id, status, rusage, when, own_peak) for job_id, status, rusage, when in ended]
 
     def signal(self, job_id: str, signum: int) -> None:
@@ -360,6 +360,22 @@ def _exit_of(job_id: str, status: int, rusage: os.struct_rusage,  # type: ignore
     if code < 0:
         return Exit(job_id, None, -code, usage, ended_at=ended)
     return Exit(job_id, code, None, usage, ended_at=ended)
+
+
+def _own_peak_kib() -> int:
+    """This process's own peak RSS (VmHWM), which the kernel carries into every child it execs.
+
+    Not getrusage(RUSAGE_SELF): that also holds the peak of whatever started the manager (a Python
+    driver of 300 MiB, say), which no job of ours inherits.
+    """
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no /proc: an upper bound
 
 
 def _kill_group(pid: int, signum: int) -> None:

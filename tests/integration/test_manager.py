@@ -46,11 +46,34 @@ def test_peak_memory_is_the_jobs_own_or_null_below_the_managers(start_manager):
     # 400 MiB written page by page, far above the manager's own peak; `true` far below it.
     big = {"name": "big", "exec": sys.executable, "args": ["-c", "b = bytearray(400 << 20); b[::4096] = b'x' * (100 << 10)"]}
     [big_id, small_id] = submit(manager, "-", input=json.dumps([big, {"name": "small", "exec": "true"}]).encode())
-    big_usage = manager.wait_final(big_id)["usage"]
+    big_status = manager.wait_final(big_id)
+    assert big_status["state"] == "SUCCEEDED", Path(big_status["stderr"]).read_text()
+    big_usage = big_status["usage"]
     assert 400 << 10 < big_usage["max_rss_kib"] < 600 << 10  # KiB
     assert manager.wait_final(small_id)["usage"]["max_rss_kib"] is None
     shown = run_fsq("status", big_id, spool=manager.spool, check=True).stdout.decode()
     assert f"peak RSS {big_usage['max_rss_kib']} KiB" in shown
+
+
+# 300 MiB touched and freed, then exec: the manager's getrusage(RUSAGE_SELF) keeps that peak, its own
+# VmHWM does not, and only the latter reaches its jobs.
+BIG_PARENT = """import os, sys
+b = bytearray(300 << 20); b[::4096] = b'x' * (75 << 10); del b
+os.execv(sys.executable, [sys.executable, "-m", "fsqueue", *sys.argv[1:]])
+"""
+
+
+def test_peak_memory_of_a_job_below_the_peak_of_whatever_started_the_manager(processes, tmp_path):
+    spool = tmp_path / "spool"
+    proc = processes.start([sys.executable, "-c", BIG_PARENT, "manager", "--spool", str(spool), "--cores", "2"],
+                           name="manager")
+    manager = RunningManager(spool, proc, processes)
+    wait_until(lambda: (info := manager.info()) and info.get("pid") == proc.pid, 20, manager.log)
+    job = {"exec": sys.executable, "args": ["-c", "b = bytearray(150 << 20); b[::4096] = b'x' * (150 << 8)"]}
+    [job_id] = submit(manager, "-", input=json.dumps(job).encode())
+    status = manager.wait_final(job_id)
+    assert status["state"] == "SUCCEEDED", Path(status["stderr"]).read_text()
+    assert 150 << 10 < status["usage"]["max_rss_kib"] < 300 << 10  # KiB
 
 
 def test_status_json_and_wait_exit_codes(start_manager):
