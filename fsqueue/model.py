@@ -274,7 +274,11 @@ def _is_valid() -> Callable[[Any], bool]:
     It says valid or not and stops at the first fault; jsonschema then finds every fault for the
     message. On a valid job it is 20-40 times faster (0.5-2.4 us against 9-90 us), and it imports in
     6 ms, so `fsq submit` of a valid file never imports jsonschema. A job it refuses is judged again by
-    jsonschema, whose verdict stands (tests/unit/test_model.py holds the two to the same verdicts).
+    jsonschema, whose verdict stands (tests/unit/test_schema_checks.py holds the two to the same
+    verdicts, and the schema to keywords both know: fastjsonschema ignores one it does not). One known
+    difference: a Python tuple passes as an array here, where jsonschema refuses it; jobs read from
+    JSON hold none, and orjson writes a tuple as an array. Version 2.22 or later: before it, enum and
+    const compared true equal to 1.
     """
     import fastjsonschema
 

@@ -93,6 +93,34 @@ def test_both_validators_give_the_same_verdict_on_every_field_and_value() -> Non
     assert judged > 3000 and 0.05 < valid / judged < 0.95  # the palette makes both kinds
 
 
+# Keywords both validators implement alike. fastjsonschema compiles this 2020-12 schema with its
+# draft-07 rules and passes over a keyword it does not know (unevaluatedProperties,
+# dependentRequired, ...), so such a keyword in the schema would let the fast check accept more.
+KNOWN_KEYWORDS = {
+    "$comment", "$defs", "$id", "$ref", "$schema", "additionalProperties", "const", "description", "enum",
+    "exclusiveMinimum", "items", "maxItems", "maxLength", "maxProperties", "maximum", "minItems", "minLength",
+    "minProperties", "minimum", "pattern", "properties", "required", "title", "type",
+}
+NAMED_MAPS = ("properties", "$defs", "patternProperties")  # their keys are names, not keywords
+
+
+def _keywords(schema: Any) -> Iterator[str]:
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            yield key
+            for sub in value.values() if key in NAMED_MAPS else [value]:
+                yield from _keywords(sub)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _keywords(item)
+
+
+def test_the_schema_uses_only_keywords_both_validators_implement() -> None:
+    used = set(_keywords(model.job_schema()))
+    assert used <= KNOWN_KEYWORDS, sorted(used - KNOWN_KEYWORDS)
+    assert {"properties", "required", "pattern", "$ref"} <= used  # the walk reached the schema's body
+
+
 @pytest.mark.parametrize("job", [{"exec": "a", "resources": {"cores": 0}}, {"exec": 1}, {"exec": "a", "cpus": 2}])
 def test_a_job_the_fast_check_refuses_gets_jsonschemas_message(job: dict[str, Any]) -> None:
     assert not model._is_valid()(job)
