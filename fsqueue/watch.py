@@ -19,7 +19,7 @@ import errno
 import os
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -39,18 +39,25 @@ class Waker:
     def drain(self) -> bool:
         """Empty the pipe; whether anything was in it."""
         woken = False
-        while True:
-            try:
-                chunk = os.read(self.read_fd, 4096)
-            except BlockingIOError:
-                return woken
-            if not chunk:
-                return woken
+        for _ in _available(self.read_fd, 4096):
             woken = True
+        return woken
 
     def close(self) -> None:
         os.close(self.read_fd)
         os.close(self.write_fd)
+
+
+def _available(fd: int, size: int) -> Iterator[bytes]:
+    """What a non-blocking descriptor holds now, read by chunks of at most `size` until it has no more."""
+    while True:
+        try:
+            chunk = os.read(fd, size)
+        except BlockingIOError:
+            return
+        if not chunk:
+            return
+        yield chunk
 
 
 class DirectoryWatch(Protocol):
@@ -109,13 +116,7 @@ class InotifyWatch:
 
     def published(self) -> bool:
         found = False
-        while True:
-            try:
-                data = os.read(self._fd, 65536)
-            except BlockingIOError:
-                return found
-            if not data:
-                return found
+        for data in _available(self._fd, 65536):
             offset = 0
             while offset < len(data):
                 _, mask, _, length = _EVENT.unpack_from(data, offset)
@@ -124,6 +125,7 @@ class InotifyWatch:
                 # An overflow lost events; a lost watch (the directory went away) is for the scan to report.
                 if mask & (IN_Q_OVERFLOW | IN_IGNORED) or (name and not name.startswith(b".")):
                     found = True
+        return found
 
     def close(self) -> None:
         os.close(self._fd)
