@@ -134,6 +134,8 @@ class LocalLauncher:
         self._children = _Children()
         self._which: dict[tuple[str, str | None], str | None] = {}
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # every job's default stdin
+        # The manager's peak RSS as last read; it only grows, so a job at or below it is below the real one.
+        self._own_peak_kib = 0
 
     def start(self, launch: Launch) -> float:
         program = self._resolve(launch.argv[0], launch.env.get("PATH"))
@@ -157,11 +159,13 @@ class LocalLauncher:
         return found
 
     def reap(self) -> list[Exit]:
-        ended = self._children.reap()
-        if not ended:
-            return []
-        own_peak = _own_peak_kib()
-        return [_exit_of(job_id, status, rusage, when, own_peak) for job_id, status, rusage, when in ended]
+        exits = []
+        for job_id, status, rusage, ended in self._children.reap():
+            if rusage.ru_maxrss > self._own_peak_kib:
+                # Only then may the manager's own peak have grown past the one known: read it again.
+                self._own_peak_kib = _own_peak_kib()
+            exits.append(_exit_of(job_id, status, rusage, ended, self._own_peak_kib))
+        return exits
 
     def signal(self, job_id: str, signum: int) -> None:
         self._children.signal(job_id, signum)
