@@ -73,12 +73,15 @@ def status(spool: str | os.PathLike[str], ref: str) -> list[StatusDoc]:
 
 
 def statuses(spool: str | os.PathLike[str], refs: Sequence[str]) -> list[StatusDoc]:
-    """status() of each of `refs`, in their order, from one look at the spool: one revalidation of
-    status/ for all the ids, and every status file read once only if some ref is a name."""
+    """status() of each of `refs`, in their order, from one look at the spool: the status files of the
+    ids asked for (one revalidation of status/ for them all), or every status file once if some ref is
+    a name; then only the unstarted iterations asked for, from their sweeps."""
     target = Spool.existing(spool)
-    current = _current(target, [ref for ref in refs if is_job_id(ref)])
-    by_id = {job_id: [doc] for job_id, doc in current.items() if doc}
-    by_name = {} if all(map(is_job_id, refs)) else _by_name(all_statuses(target))
+    every = [] if all(map(is_job_id, refs)) else all_statuses(target)
+    by_id = {doc["id"]: [doc] for doc in every}
+    unread = [ref for ref in refs if is_job_id(ref) and ref not in by_id]
+    by_id.update((job_id, [doc]) for job_id, doc in _current(target, unread).items() if doc)
+    by_name = _by_name(every)
     return [doc for ref in refs for doc in (by_id if is_job_id(ref) else by_name).get(ref, [])]
 
 
@@ -283,9 +286,10 @@ def rerun(spool: str | os.PathLike[str], refs: Sequence[str] = (), *, failed: bo
     target = Spool.existing(spool)
     every = all_statuses(target)
     status_of = {doc["id"]: doc for doc in every if "sweep" not in doc}  # iterations, not sweeps
+    ids_by_name = {name: [doc["id"] for doc in docs] for name, docs in _by_name(status_of.values()).items() if name}
     chosen: set[str] = set()
     for ref in refs:
-        found = [job_id for job_id, doc in status_of.items() if ref in (job_id, doc.get("name"))]
+        found = sorted({*([ref] if ref in status_of else []), *ids_by_name.get(ref, [])})
         if not found and any(ref in (doc["id"], doc.get("name")) for doc in every):
             raise FsqError(f"{ref}: a sweep; name its iterations (SWEEP_ID.INDEX), or give --failed")
         if not found:
@@ -310,7 +314,6 @@ def rerun(spool: str | os.PathLike[str], refs: Sequence[str] = (), *, failed: bo
     documents = _AcceptedDocuments(target)
     jobs = {job_id: reruns.Ended(job_id, status_of[job_id].get("name"), status_of[job_id]["state"],
                                  documents.of(status_of[job_id])) for job_id in sorted(candidates)}
-    ids_by_name = {name: [doc["id"] for doc in docs] for name, docs in _by_name(status_of.values()).items() if name}
     selected = reruns.select(jobs, chosen)
     ids = IdMaker().many()
     new_jobs = reruns.plan(jobs, selected, ids, ids_by_name)
