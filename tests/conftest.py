@@ -132,12 +132,13 @@ def watch_mode(request: pytest.FixtureRequest) -> str:
 def start_manager(processes: Processes, tmp_path: Path, watch_mode: str) -> Callable[..., RunningManager]:
     """Start a real `fsq manager` process on a spool and wait until it serves."""
 
-    def start(*extra: str, spool: Path | None = None, wait: bool = True) -> RunningManager:
+    def start(*extra: str, spool: Path | None = None, wait: bool = True, command: Sequence[str] = FSQ) -> RunningManager:
+        """`command` runs fsqueue's CLI with the arguments after it (FSQ, or a wrapper that execs it)."""
         root = spool or tmp_path / "spool"
         # In inotify mode the scan is an hour away, so only events can make the manager see a file:
         # a broken watch fails the test instead of hiding behind the poll.
         mode = ["--no-watch", "--poll", "0.2"] if watch_mode == "polling" else ["--poll", "3600"]
-        argv = [*FSQ, "manager", "--spool", str(root), *mode, *extra]
+        argv = [*command, "manager", "--spool", str(root), *mode, *extra]
         proc = processes.start(argv, name="manager")
         manager = RunningManager(root, proc, processes)
         if wait:

@@ -10,22 +10,24 @@ from __future__ import annotations
 import logging
 import os
 import select
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fsqueue.manager import Settings
+from fsqueue.serve import _watch
+from fsqueue.spool import Spool
 from fsqueue.watch import InotifyWatch, WatchdogWatch, watch_directories
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/sys/fs/inotify"), reason="Linux inotify")
 
 
 @pytest.fixture
-def drop_boxes(tmp_path: Path) -> tuple[Path, Path]:
-    incoming, control = tmp_path / "incoming", tmp_path / "control"
-    incoming.mkdir()
-    control.mkdir()
-    return incoming, control
+def drop_boxes(spool: Spool) -> tuple[Path, Path]:
+    """The directories the manager watches (serve._watch)."""
+    return spool.incoming, spool.control
 
 
 @pytest.fixture
@@ -58,22 +60,20 @@ def test_a_file_written_in_place_wakes_the_manager_when_closed(watch: InotifyWat
     _, control = drop_boxes
     with open(control / "cancel.json", "w") as request:
         request.write('{"action": "cancel"')
+        request.flush()  # in the file, not only in Python's buffer
         assert watch.published() is False, "open and written, not closed: the writer is not done"
         request.write("}")
     assert watch.published() is True
 
 
-def test_staging_files_locks_and_claims_wake_nothing(watch: InotifyWatch, drop_boxes: tuple[Path, Path],
-                                                     tmp_path: Path) -> None:
-    incoming, _ = drop_boxes
-    (tmp_path / "job.json").write_text("{}")
-    os.rename(tmp_path / "job.json", incoming / "job.json")
+def test_staging_files_locks_and_claims_wake_nothing(watch: InotifyWatch, spool: Spool) -> None:
+    incoming = spool.incoming
+    (spool.tmp / "job.json").write_text("{}")
+    os.rename(spool.tmp / "job.json", incoming / "job.json")
     assert watch.published() is True
     (incoming / ".job2.json.tmp").write_text("{}")  # a staging file, closed after writing
     (incoming / ".job2.json.lock").touch()  # a courtesy lock
-    claimed = tmp_path / "claimed"
-    claimed.mkdir()
-    os.rename(incoming / "job.json", claimed / "job.json")  # the manager's own claim
+    assert spool.claim(incoming, "job.json")  # the manager's own claim
     os.unlink(incoming / ".job2.json.tmp")
     assert readable(watch.fileno()), "the kernel did report the staging file's close"
     assert watch.published() is False
@@ -127,16 +127,9 @@ def test_the_watchdog_watch_wakes_on_a_rename(drop_boxes: tuple[Path, Path], tmp
         fallback.close()
 
 
-def test_a_manager_that_cannot_watch_polls_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from fsqueue.manager import Settings
-    from fsqueue.serve import _watch
-    from fsqueue.spool import Spool
-
-    class Stub:  # only what _watch reads of a manager
-        spool = Spool.create(tmp_path / "spool")
-        settings = Settings(poll=7.0)
-
-    os.rmdir(Stub.spool.control)
+def test_a_manager_that_cannot_watch_polls_and_says_so(spool: Spool, caplog: pytest.LogCaptureFixture) -> None:
+    manager = types.SimpleNamespace(spool=spool, settings=Settings(poll=7.0))  # what _watch reads of one
+    os.rmdir(spool.control)
     with caplog.at_level(logging.WARNING, logger="fsqueue.serve"):
-        assert _watch(Stub()) is None  # type: ignore[arg-type]
+        assert _watch(manager) is None  # type: ignore[arg-type]
     assert "files are found by the scan every 7 s" in caplog.text

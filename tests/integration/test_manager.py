@@ -63,12 +63,8 @@ os.execv(sys.executable, [sys.executable, "-m", "fsqueue", *sys.argv[1:]])
 """
 
 
-def test_peak_memory_of_a_job_below_the_peak_of_whatever_started_the_manager(processes, tmp_path):
-    spool = tmp_path / "spool"
-    proc = processes.start([sys.executable, "-c", BIG_PARENT, "manager", "--spool", str(spool), "--cores", "2"],
-                           name="manager")
-    manager = RunningManager(spool, proc, processes)
-    wait_until(lambda: (info := manager.info()) and info.get("pid") == proc.pid, 20, manager.log)
+def test_peak_memory_of_a_job_below_the_peak_of_whatever_started_the_manager(start_manager):
+    manager = start_manager("--cores", "2", command=[sys.executable, "-c", BIG_PARENT])
     job = {"exec": sys.executable, "args": ["-c", "b = bytearray(150 << 20); b[::4096] = b'x' * (150 << 8)"]}
     [job_id] = submit(manager, "-", input=json.dumps(job).encode())
     status = manager.wait_final(job_id)
@@ -311,8 +307,8 @@ def test_no_pin_leaves_jobs_on_every_cpu_of_the_manager(start_manager):
     [job_id] = submit(manager, "-", input=json.dumps({"script": script}).encode())
     status = manager.wait_final(job_id)
     allowed, cores, threads = Path(status["stdout"]).read_text().split()
-    want = subprocess.run(["grep", "Cpus_allowed_list", "/proc/self/status"], capture_output=True, text=True,
-                          check=True).stdout.split()[1]
+    want = next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("Cpus_allowed_list:"))
     assert allowed == want and cores == "local:0" and threads == "1"
 
 

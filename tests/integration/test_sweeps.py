@@ -95,7 +95,7 @@ def test_a_huge_sweep_is_made_lazily_and_cancel_ends_it_whole(start_manager, tmp
     manager = start_manager("--cores", "2")
     [sweep] = submit_jobs(manager, [{"name": "big", "script": "sleep 30", "sweep": {"range": {"stop": 100_000}}}])
     wait_until(lambda: manager.status(sweep) and manager.status(sweep)["state"] == "RUNNING")
-    info = wait_until(lambda: (info := read_json(manager.spool / "manager.json") or {}).get("counts", {}).get("RUNNING")
+    info = wait_until(lambda: (info := manager.info() or {}).get("counts", {}).get("RUNNING")
                       == 2 and info)
     assert info["counts"] == {"QUEUED": 99_998, "RUNNING": 2}
     status_files = os.listdir(manager.spool / "status")
@@ -103,7 +103,7 @@ def test_a_huge_sweep_is_made_lazily_and_cancel_ends_it_whole(start_manager, tmp
     run_fsq("cancel", sweep, spool=manager.spool, check=True)
     final = manager.wait_final(sweep)
     assert final["state"] == "CANCELED" and final["sweep"] == {"total": 100_000, "counts": {"CANCELED": 100_000}}
-    counts = wait_until(lambda: (info := read_json(manager.spool / "manager.json") or {}).get("counts", {}).get(
+    counts = wait_until(lambda: (info := manager.info() or {}).get("counts", {}).get(
                         "CANCELED") == 100_000 and info["counts"])
     assert counts == {"CANCELED": 100_000}
     # An iteration that never started has no file of its own; fsq status answers for it from the sweep.

