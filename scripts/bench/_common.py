@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,21 +23,18 @@ from typing import Any
 _SCRATCH: list[Path] = []
 
 
-def remove_at_end(path: Path) -> None:
-    """Have remove_scratch() delete `path` with everything in it, when the run ends."""
-    _SCRATCH.append(path)
-
-
 @contextlib.contextmanager
 def scratch(prefix: str, *, parent: str | Path = "/tmp", keep: bool = False) -> Iterator[Path]:
     """A new directory in `parent`, its name starting with `prefix`; unless `keep`, removed when the
-    whole run ends (remove_scratch), not sooner."""
+    whole run ends (remove_scratch), not sooner. A kept one is named on stderr."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         yield path
     finally:
-        if not keep:
-            remove_at_end(path)
+        if keep:
+            print(f"kept {path}", file=sys.stderr, flush=True)
+        else:
+            _SCRATCH.append(path)
 
 
 def remove_scratch() -> None:
