@@ -9,10 +9,11 @@ or a writer on another node whose data arrives at close): it waits in claimed/ a
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import re
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ MAX_NESTING = 64
 class Submission:
     name: str
     specs: list[JobSpec]
+    stamped: bytes  # accepted/NAME as written (without its final newline): the journal keeps a copy
+    digest: str  # of the file as it was dropped, to know its claimed copy again after a crash (adopt)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Intake:
         self._ids = ids
         self._torn_grace = torn_grace
         self._torn: dict[str, tuple[float, int]] = {}  # name in claimed/ -> (first seen, size then)
+        # Accepted, but their claimed copies stay until the journal that holds them is synced (release()).
+        self._unreleased: set[str] = set()
         self.more_waiting = False  # the last scan stopped at its limit: files are left in incoming/
 
     def submissions(self, now: float, scan: bool, known_ids: Container[str], limit: int) -> list[Submission]:
@@ -85,23 +90,36 @@ class Intake:
             if submission is not None:
                 accepted.append(submission)
                 batch_ids.update(spec.id for spec in submission.specs)
-        if accepted:
-            # One directory fsync for the whole batch makes every accepted file's name durable; only
-            # then are the claimed copies dropped (each accepted file's data was fsynced as written).
-            self._spool.commit_accepted([submission.name for submission in accepted])
+        self._unreleased.update(submission.name for submission in accepted)
         return accepted
+
+    def release(self) -> None:
+        """The journal now durably holds every submission accepted so far: drop their claimed copies."""
+        self._spool.drop_claimed(self._unreleased)
+        self._unreleased.clear()
+
+    @property
+    def unreleased(self) -> bool:
+        return bool(self._unreleased)
 
     def leftovers(self) -> list[str]:
         """Files claimed by a manager that stopped before finishing with them."""
         return self._spool.scan(self._spool.claimed).candidates
 
-    def adopt(self, names: list[str]) -> None:
+    def adopt(self, names: list[str], digests: Mapping[str, str]) -> None:
+        """Take up files a stopped manager left in claimed/. `digests`: of the submissions its journal
+        says it accepted; a file with one of them is that submission's claimed copy, kept until the
+        journal sync, and goes. Any other file is read as new (a namesake of an accepted one is
+        rejected as a duplicate, with its reason: never dropped unseen)."""
         for name in names:
-            if self._spool.is_known_submission(name):  # recover()'s scan of accepted/ revalidated it
-                # Accepted before the manager stopped, but its claimed copy was not dropped yet.
-                (self._spool.claimed / name).unlink(missing_ok=True)
-            else:
-                self._torn.setdefault(name, (float("-inf"), -1))
+            if name in digests and self._spool.is_known_submission(name):  # recover() revalidated accepted/
+                try:
+                    if digest(self._spool.read_request(f"{self._spool.claimed}/{name}")) == digests[name]:
+                        (self._spool.claimed / name).unlink(missing_ok=True)
+                        continue
+                except (Unsafe, OSError):
+                    pass  # then it is not the copy we wrote; reading it as new says what it is
+            self._torn.setdefault(name, (float("-inf"), -1))
 
     def next_retry(self) -> float | None:
         return min((seen + self._torn_grace for seen, _ in self._torn.values()), default=None)
@@ -112,7 +130,7 @@ class Intake:
         for name in listing.candidates:
             if len(claimed) >= limit:
                 break
-            if name in self._torn:
+            if name in self._torn or name in self._unreleased:
                 continue  # its namesake waits in claimed/; a rename now would overwrite it
             if name in listing.locked:
                 taken = self._claim_locked(directory, name)
@@ -146,9 +164,10 @@ class Intake:
     def _process(self, name: str, now: float, known_ids: Container[str], batch_ids: set[str]) -> Submission | None:
         path = f"{self._spool.claimed}/{name}"
         try:
-            document = self._read(name, path, now)
-            if document is None:
+            read = self._read(name, path, now)
+            if read is None:
                 return None
+            document, data = read
             if self._spool.is_known_submission(name):  # submissions() revalidated accepted/
                 self._spool.reject(path, name, f"duplicate: a submission named {name} was already accepted; "
                                    "use a new file name for a new submission", receipt=False)
@@ -162,12 +181,12 @@ class Intake:
                 return self._retry_later(name, now, "reject", failure)
             self._torn.pop(name, None)  # settled: never read (and rejected) again
             return None
-        stamped = [spec.document for spec in specs] if isinstance(document, list) else specs[0].document
+        stamped = orjson.dumps([spec.document for spec in specs] if isinstance(document, list) else specs[0].document)
         try:
-            self._spool.accept(name, orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE))
+            self._spool.accept(name, stamped + b"\n")
         except OSError as failure:
             return self._retry_later(name, now, "accept", failure)
-        return Submission(name, specs)
+        return Submission(name, specs, stamped, digest(data))
 
     def _retry_later(self, name: str, now: float, what: str, failure: OSError) -> None:
         """The spool cannot be written (disk full, quota, I/O error): the file stays in claimed/ and is
@@ -176,7 +195,7 @@ class Intake:
                   self._spool.claimed, self._torn_grace)
         self._torn[name] = (now, -1)
 
-    def _read(self, name: str, path: str, now: float) -> Any:
+    def _read(self, name: str, path: str, now: float) -> tuple[Any, bytes] | None:
         if not is_submission_name(name):
             raise Unsafe(f"the file name is not allowed: names match {_NAME_RULE}")
         data = self._spool.read_request(path)
@@ -193,7 +212,7 @@ class Intake:
             what = "the file is empty" if not data.strip() else f"incomplete JSON ({len(data)} bytes)"
             raise Unsafe(f"{what}, unchanged for {self._torn_grace:g} s") from None
         self._torn.pop(name, None)
-        return document
+        return document, data
 
     # -- control requests ------------------------------------------------------------------------
     def control_requests(self) -> list[ControlRequest]:
@@ -216,6 +235,11 @@ class Intake:
 
 
 _NAME_RULE = "[A-Za-z0-9_][A-Za-z0-9_.+=@,-]*.json, at most 205 characters, no '..'"
+
+
+def digest(data: bytes) -> str:
+    """A short fingerprint of a dropped file, as the journal keeps it."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _parse(data: bytes) -> Any:

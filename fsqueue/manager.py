@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from fsqueue import model, scheduler
 from fsqueue.deps import After, Dependencies, Outcome
 from fsqueue.errors import JournalWriteError
@@ -33,7 +35,16 @@ from fsqueue.launcher import (
 )
 from fsqueue.model import JobRecord, JobSpec, JobState, advance
 from fsqueue.resources import Allocation
-from fsqueue.spool import IdMaker, Spool, is_job_id, read_json
+from fsqueue.spool import (
+    IdMaker,
+    Spool,
+    atomic_write,
+    is_job_id,
+    is_submission_name,
+    read_bytes,
+    read_json,
+    revalidate,
+)
 from fsqueue.sweep_run import SweepRun
 
 log = logging.getLogger(__name__)
@@ -132,6 +143,9 @@ class Manager:
         # Ids canceled before their file was seen (on NFS a listing can lag): canceled on arrival.
         self._canceled_early: set[str] = set()
         self._dirty: dict[str, None] = {}  # jobs whose status file is behind, oldest change first
+        # Accepted submissions whose receipts wait for the journal that holds them to be synced: a reader
+        # never sees ids that a crash of the machine could take back.
+        self._receipts_due: list[tuple[str, list[str]]] = []
         # Jobs whose new QUEUED or RUNNING state is not written yet (Settings.write_delay): monotonic time
         # from which it may be. A job leaves when that time comes (it becomes dirty) or when anything else
         # happens to it (written as usual). The deque keeps them oldest first (every hold is as long), and
@@ -159,10 +173,16 @@ class Manager:
         journal = self._open_journal(now)
         journaled = journal.latest
         self._stop_orphans(journaled)
+        leftovers = self._intake.leftovers()
+        self._undo_unjournaled_acceptances(leftovers, journal)
+        self._mend_accepted(journal.acceptances)
         unfinished = []
         sweeps = []
         for name in self.spool.scan(self.spool.accepted).candidates:
-            document = read_json(self.spool.accepted / name, fresh=False)  # the scan revalidated accepted/
+            if name in journal.acceptances:
+                document = journal.acceptances[name]["document"]
+            else:
+                document = read_json(self.spool.accepted / name, fresh=False)  # the scan revalidated accepted/
             specs = model.accepted_specs(document)
             # One revalidation per file, and only the status files that can tell something the journal does not.
             statuses = self.spool.read_statuses(spec.id for spec in specs if journal.may_lag(spec.id))
@@ -187,11 +207,75 @@ class Manager:
             self._recover_sweep(spec, name, status, state, iterations.get(spec.id, {}), now)
         for spec, name, status, state in unfinished:
             self._recover_job(spec, name, status, state, now, journaled=spec.id in journaled)
-        self._intake.adopt(self._intake.leftovers())
+        self._intake.adopt(leftovers, {name: record["digest"] for name, record in journal.acceptances.items()
+                                       if isinstance(record.get("digest"), str)})
         # One record per job from here on, so that the journal does not grow over the spool's lifetime;
         # what recovery changed (jobs queued again) is pending and follows the mark at the next sync.
+        # Its acceptance records go too, once the files they stand for are durable.
         assert self.journal is not None
+        if journal.acceptances:
+            try:
+                self.spool.sync_accepted()
+            except OSError as error:
+                log.error("cannot sync %s: %s; the journal is not compacted, and keeps the accepted submissions",
+                          self.spool.accepted, error.strerror)
+                return
         self.journal.compact([*journaled.values(), {"compacted": now.wall}], now=now.wall)
+
+    def _undo_unjournaled_acceptances(self, leftovers: list[str], journal: _Journaled) -> None:
+        """Take back what a manager accepted but never journaled durably (the machine crashed in between).
+
+        Its claimed copy is still there (it is dropped only after the journal sync), and accepted/NAME
+        may be too, whole or torn, though no reader was told of it: the receipt waits for the same sync.
+        A committed acceptance always leaves a trace in the journal: its own record until the next
+        compaction, its jobs' records after. Without one, the accepted file goes and the claimed copy is
+        read again as new. A journal never compacted (a spool from before journals) proves nothing.
+        """
+        if not journal.complete:
+            return
+        for name in leftovers:
+            if name in journal.acceptances:
+                continue
+            path = self.spool.accepted / name
+            try:
+                data = read_bytes(path, fresh=False)
+                ids = [] if data is None else [job.get("id") for job in _jobs_of(orjson.loads(data))]
+            except (OSError, orjson.JSONDecodeError, AttributeError):
+                ids = []  # unreadable: a committed acceptance is durable and whole, so this one is not
+            else:
+                if data is None or any(job_id in journal.latest for job_id in ids):
+                    continue
+            log.warning("%s was accepted by a manager that died before it was journaled; reading it again "
+                        "from %s", path, self.spool.claimed / name)
+            path.unlink(missing_ok=True)
+
+    def _mend_accepted(self, acceptances: Mapping[str, Mapping[str, Any]]) -> None:
+        """Rewrite from the journal every accepted file that a crash of the machine lost or tore, and
+        write the receipts the last manager did not live to write.
+
+        Accepted files are not fsynced one by one; the journal holds each document until the next
+        compaction (docs/reliability.md).
+        """
+        if acceptances:
+            revalidate(self.spool.accepted)
+            revalidate(self.spool.receipts)
+        for name, record in acceptances.items():
+            path = self.spool.accepted / name
+            expected = orjson.dumps(record["document"]) + b"\n"
+            try:
+                intact = read_bytes(path, fresh=False) == expected
+            except OSError:
+                intact = False
+            if not intact:
+                log.warning("%s was lost or damaged; written again from the journal", path)
+                atomic_write(path, expected, durable=True, sync_directory=False)
+            try:
+                told = self.spool.read_receipt(name, fresh=False) is not None
+            except orjson.JSONDecodeError:
+                told = False  # torn by the crash: nobody could read it either
+            if not told:
+                ids = [job.get("id") for job in _jobs_of(record["document"]) if isinstance(job, dict)]
+                self.spool.write_receipt(name, {"state": "ACCEPTED", "ids": ids})
 
     def _open_journal(self, now: Now) -> _Journaled:
         """Open the journal and fold it into the last record of each job."""
@@ -208,6 +292,10 @@ class Manager:
             if "compacted" in record:  # status files of the jobs named so far agreed with the journal then
                 folded.recent.clear()
                 folded.complete = True
+            elif "accepted" in record:
+                name = record["accepted"]
+                if isinstance(name, str) and is_submission_name(name) and isinstance(record.get("document"), (dict, list)):
+                    folded.acceptances[name] = record
             elif isinstance(job_id, str) and is_job_id(job_id):
                 latest = folded.latest
                 latest[job_id] = {**latest[job_id], **record} if job_id in latest else record
@@ -385,6 +473,10 @@ class Manager:
 
     # -- intake ------------------------------------------------------------------------------------
     def _admit(self, submission: Submission, now: Now) -> None:
+        if self.journal is not None:
+            # The durable copy of accepted/NAME until the next compaction, ahead of its jobs' records.
+            self.journal.append({"accepted": submission.name, "digest": submission.digest,
+                                 "document": orjson.Fragment(submission.stamped)})
         ids = []
         for spec in submission.specs:
             record = self._new_record(spec, submission.name, now.wall)
@@ -400,7 +492,7 @@ class Manager:
                 self._enqueue(record, now)
                 self._cancel_if_asked(spec.id, now)
             ids.append(spec.id)
-        self.spool.write_receipt(submission.name, {"state": "ACCEPTED", "ids": ids})
+        self._receipts_due.append((submission.name, ids))
 
     def _new_record(self, spec: JobSpec, submission: str, submit_time: float) -> JobRecord:
         return JobRecord(
@@ -828,7 +920,7 @@ class Manager:
             job_id = self._write_held_order.popleft()
             del self._write_held[job_id]
             self._dirty.setdefault(job_id, None)
-        due = self._dirty and (force or now.mono >= self._next_flush)
+        due = (self._dirty or self._receipts_due) and (force or now.mono >= self._next_flush)
         # The journal first: a status file never says more than the journal a restart would read. One
         # fsync per flush window, for every transition of every job since the last (group commit).
         if due and not self._commit_journal(now, durable=True):
@@ -843,6 +935,7 @@ class Manager:
             batch = len(self._dirty) if force or not self._running else FLUSH_BATCH
             written = 0
             try:
+                self._write_receipts()
                 for job_id in list(itertools.islice(self._dirty, batch)):
                     self._write_status(self.records[job_id])
                     del self._dirty[job_id]
@@ -856,6 +949,17 @@ class Manager:
                     self._next_flush = now.mono  # more to write: the next step, not the next window
         if now.mono >= self._next_info_due():
             self._write_info_safely(now)
+
+    def _write_receipts(self) -> None:
+        """The journal holds every acceptance so far: tell the submitters, and drop the claimed copies."""
+        written = 0
+        try:
+            for name, ids in self._receipts_due:
+                self.spool.write_receipt(name, {"state": "ACCEPTED", "ids": ids})
+                written += 1
+        finally:
+            del self._receipts_due[:written]
+        self._intake.release()
 
     def _first_write_held(self) -> float | None:
         """When the oldest held state may be written; None if none is held."""
@@ -934,7 +1038,7 @@ class Manager:
     def next_deadline(self, now: Now) -> float:
         """The monotonic time by which step() must run again, whatever wakes the manager or not."""
         deadlines = [self._next_scan, self._next_info_due()]
-        if self._dirty:
+        if self._dirty or self._receipts_due:
             deadlines.append(self._next_flush)
         first_held = self._first_write_held()
         if first_held is not None:
@@ -962,11 +1066,17 @@ class _Journaled:
     latest: dict[str, dict[str, Any]]
     recent: set[str]  # jobs with records since the last compaction, whose status files were not checked since
     complete: bool  # compacted by a journaling manager: it names every job that ever changed state
+    # Submission name -> its acceptance record (document, digest), for those accepted since the last compaction.
+    acceptances: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def may_lag(self, job_id: str) -> bool:
         """Whether the job's status file is worth reading: the journal does not know the job, or its
         last records came after the last check (the manager may have died before writing the file)."""
         return job_id not in self.latest or job_id in self.recent
+
+
+def _jobs_of(document: Any) -> list[Any]:
+    return document if isinstance(document, list) else [document]
 
 
 def _state_of(status: Mapping[str, Any]) -> JobState | None:

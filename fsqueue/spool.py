@@ -9,7 +9,8 @@ Layout under the spool root (all names are made by fsqueue or checked against on
     incoming/.NAME.json.lock  courtesy lock (filelock) for writers that cannot rename: held while writing
     tmp/                      staging for `fsq submit` (same filesystem as incoming/); the manager never reads it
     claimed/NAME.json         files the manager has taken out of incoming/ by rename and is reading now
-    accepted/NAME.json        accepted submissions, every job stamped with its id (the manager's input record)
+    accepted/NAME.json        accepted submissions, every job stamped with its id (the manager's input record;
+                              its durable copy is in journal.jsonl until the manager's next start)
     rejected/STAMP-NAME       refused files, each with STAMP-NAME.reason beside it, never deleted
     receipts/NAME.json        per submission: the job ids it got, or why it was rejected
     status/ID.json            one status file per job, replaced atomically, with a rising `seq`
@@ -187,6 +188,33 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def syncfs(fd: int) -> None:
+    """syncfs(2) on the filesystem holding `fd`: every dirty page of it, written back and waited for.
+
+    Python has no os.syncfs; where libc lacks it (not Linux), sync(2) does the same for every filesystem.
+    """
+    function = _libc_syncfs()
+    if function is None:
+        os.sync()
+    elif function(fd) != 0:
+        import ctypes
+
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+@functools.cache
+def _libc_syncfs() -> Any:
+    import ctypes  # here: only a starting manager needs it, and every client imports this module
+
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
+    return function
 
 
 class Unsafe(Exception):
@@ -493,17 +521,31 @@ class Spool:
             self.write_receipt(original_name, {"state": "REJECTED", "reason": reason, "file": str(target)})
         return target
 
-    def accept(self, name: str, stamped: bytes) -> None:
-        """Record an accepted submission with every job's id. The claimed copy stays until
-        commit_accepted() has made the new name durable."""
-        atomic_write(f"{self.accepted}/{name}", stamped, durable=True, sync_directory=False)
+    def accept(self, name: str, stamped: bytes, *, durable: bool = False) -> None:
+        """Write an accepted submission with every job's id. Not fsynced: the manager's journal holds the
+        same document and is the durable record (docs/reliability.md); the claimed copy stays until the
+        journal has been synced (drop_claimed)."""
+        atomic_write(f"{self.accepted}/{name}", stamped, durable=durable, sync_directory=False)
 
-    def commit_accepted(self, names: list[str]) -> None:
-        """Make a batch of accepted files durable with one directory fsync, then drop their claimed copies."""
-        fsync_dir(self.accepted)
+    def drop_claimed(self, names: Iterable[str]) -> None:
+        """The claimed copies of submissions whose acceptance is durable: no longer needed."""
         for name in names:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{self.claimed}/{name}")
+
+    def sync_accepted(self) -> None:
+        """Make every accepted file written so far durable, before the journal records that hold them go.
+
+        One syncfs(2) of the spool's filesystem instead of an fsync per file: after a manager was killed,
+        thousands of accepted files may still be dirty, and syncfs flushes them in one pass. Then one fsync
+        of accepted/ makes their names durable too.
+        """
+        fd = os.open(self.accepted, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            syncfs(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def is_known_submission(self, name: str) -> bool:
         """Whether accepted/ has `name`; the caller revalidated accepted/ first (one GETATTR per batch)."""
@@ -513,8 +555,8 @@ class Spool:
         atomic_write(f"{self.receipts}/{name}", orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE),
                      mode=self.reader_mode)
 
-    def read_receipt(self, name: str) -> dict[str, Any] | None:
-        return read_json(self.receipts / name)
+    def read_receipt(self, name: str, *, fresh: bool = True) -> dict[str, Any] | None:
+        return read_json(self.receipts / name, fresh=fresh)
 
     # -- status files ----------------------------------------------------------------------------
     def write_status(self, job_id: str, document: dict[str, Any]) -> None:

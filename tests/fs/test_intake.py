@@ -21,7 +21,7 @@ import orjson
 import pytest
 from filelock import FileLock
 
-from fsqueue.intake import ControlRequest, Intake, Submission
+from fsqueue.intake import ControlRequest, Intake, Submission, digest
 from fsqueue.spool import (
     MAX_SUBMISSION_BYTES,
     IdMaker,
@@ -43,7 +43,10 @@ def make_intake(spool: Spool, grace: float = GRACE) -> Intake:
 
 def take(intake: Intake, now: float = 0.0, *, scan: bool = True, known: frozenset[str] = frozenset(),
          limit: int = 1000) -> list[Submission]:
-    return intake.submissions(now, scan, known, limit)
+    """One intake pass, then release() as the manager does once its journal holds what was accepted."""
+    submissions = intake.submissions(now, scan, known, limit)
+    intake.release()
+    return submissions
 
 
 def rejections(spool: Spool) -> dict[str, str]:
@@ -311,9 +314,22 @@ def test_limit_and_scan_bound_what_is_claimed(spool: Spool) -> None:
 def test_files_left_in_claimed_by_a_stopped_manager_are_taken_up(spool: Spool) -> None:
     _write(spool.claimed, "left.json", GOOD)
     intake = make_intake(spool)
-    intake.adopt(intake.leftovers())
+    intake.adopt(intake.leftovers(), {})
     assert [s.name for s in take(intake, scan=False)] == ["left.json"]
     assert os.listdir(spool.claimed) == []
+
+
+def test_a_leftover_is_dropped_only_as_the_copy_of_what_the_journal_accepted(spool: Spool) -> None:
+    _write(spool.incoming, "a.json", GOOD)
+    _write(spool.incoming, "b.json", GOOD)
+    [a, b] = make_intake(spool).submissions(0.0, True, frozenset(), 10)  # then the manager died: not released
+    assert a.digest == digest(GOOD)
+    (spool.claimed / "b.json").write_bytes(b'{"exec": "/bin/false"}')  # a namesake, claimed after b's release
+    intake = make_intake(spool)
+    intake.adopt(intake.leftovers(), {"a.json": a.digest, "b.json": b.digest})
+    assert os.listdir(spool.claimed) == ["b.json"]
+    assert take(intake, scan=False) == []
+    assert "duplicate" in rejections(spool)["b.json"], "never dropped unseen"
 
 
 # -- torn files -------------------------------------------------------------------------------------
@@ -426,6 +442,24 @@ def test_a_torn_file_is_not_overwritten_by_a_new_file_of_the_same_name(spool: Sp
     assert "duplicate" in rejections(spool)["same.json"]
     assert spool.read_receipt("same.json") == {"state": "ACCEPTED", "ids": [first.specs[0].id]}
     assert orjson.loads((spool.accepted / "same.json").read_bytes())["exec"] == "/bin/first"
+
+
+def test_a_claimed_copy_stays_until_release_and_no_namesake_is_claimed_over_it(spool: Spool) -> None:
+    # The manager releases once its journal holds the acceptance: until then the claimed copy is what a
+    # crash of the machine would leave to read again (docs/reliability.md).
+    _write(spool.incoming, "a.json", GOOD)
+    intake = make_intake(spool)
+    [first] = intake.submissions(0.0, True, frozenset(), 10)
+    assert first.stamped + b"\n" == (spool.accepted / "a.json").read_bytes()
+    assert os.listdir(spool.claimed) == ["a.json"] and intake.unreleased
+    _write(spool.incoming, "a.json", b'{"exec": "/bin/false"}')
+    assert intake.submissions(1.0, True, frozenset(), 10) == []
+    assert os.listdir(spool.incoming) == ["a.json"], "left where it is while its namesake waits"
+    assert (spool.claimed / "a.json").read_bytes() == GOOD
+    intake.release()
+    assert os.listdir(spool.claimed) == [] and not intake.unreleased
+    assert take(intake, 2.0) == []
+    assert "duplicate" in rejections(spool)["a.json"]
 
 
 # -- duplicates -------------------------------------------------------------------------------------

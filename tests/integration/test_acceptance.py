@@ -1,0 +1,168 @@
+"""When a submission counts as accepted: its acceptance is in the journal, synced, before anyone is told.
+
+Accepted files are written without an fsync; the journal holds each document until the next start
+compacts it (docs/reliability.md, "The promises"). These tests build, on real files, what a crash of
+the machine could leave at each point, and start a manager on it. A manager in this process, real
+jobs, its clock given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from fsqueue.errors import JournalWriteError
+from fsqueue.journal import Journal, replay
+from fsqueue.manager import Manager, Settings
+from fsqueue.resources import Allocation, Node
+from fsqueue.spool import IdMaker, Spool
+from tests.conftest import now, stop_in_process, wait_until
+
+JOB = b'{"exec": "true"}'
+
+
+def start(spool: Spool, **settings: Any) -> Manager:
+    manager = Manager(spool, Allocation((Node("local", 2),)), Settings(watch=False, **settings), os.environ,
+                      {"host": "test"})
+    manager.recover(now())
+    return manager
+
+
+def acceptance_records(spool: Spool) -> list[dict[str, Any]]:
+    return [record for record in replay(spool.journal).records if "accepted" in record]
+
+
+def run_to_the_end(manager: Manager, spool: Spool, job_id: str) -> dict[str, Any]:
+    return wait_until(lambda: manager.step(now(1.0)) or ((spool.read_status(job_id) or {}).get("state") == "SUCCEEDED"
+                                                        and spool.read_status(job_id)), 10,
+                      lambda: str(spool.read_status(job_id)))
+
+
+def test_the_receipt_and_the_claimed_copy_wait_for_the_journal_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spool = Spool.create(tmp_path / "spool")
+    manager = start(spool, write_delay=3600, poll=1e6, heartbeat=1e6)
+    assert manager.journal is not None
+    real_sync = Journal.sync
+
+    def failing_sync(self: Journal) -> int:
+        raise JournalWriteError("injected: the journal cannot be synced")
+
+    monkeypatch.setattr(Journal, "sync", failing_sync)
+    spool.publish(spool.incoming, "a.json", JOB)
+    manager.step(now(), woken_by_event=True)
+    accepted = orjson.loads((spool.accepted / "a.json").read_bytes())
+    assert os.listdir(spool.claimed) == ["a.json"], "kept: the only copy a crash of the machine cannot take"
+    assert spool.read_receipt("a.json") is None, "nobody is told of ids the journal does not hold yet"
+    written = [record for record in replay(spool.journal).records if record.get("accepted") == "a.json"]
+    assert [record["document"] for record in written] == [accepted], "written ahead of the launch, as a start is"
+
+    monkeypatch.setattr(Journal, "sync", real_sync)
+    manager.step(now(2.0))  # past the retry delay after the failed sync
+    assert spool.read_receipt("a.json") == {"state": "ACCEPTED", "ids": [accepted["id"]]}
+    assert os.listdir(spool.claimed) == []
+    stop_in_process(manager)
+
+
+def test_the_manager_wakes_for_a_receipt_though_no_status_file_is_due(tmp_path: Path):
+    spool = Spool.create(tmp_path / "spool")
+    manager = start(spool, write_delay=3600, poll=1e6, heartbeat=1e6)
+    spool.publish(spool.incoming, "big.json", b'{"exec": "sleep", "args": ["30"], "resources": {"cores": 2}}')
+    manager.step(now(), woken_by_event=True)
+    spool.publish(spool.incoming, "waits.json", JOB)
+    manager.step(now(), woken_by_event=True)  # within the flush window: its receipt is not written yet
+    assert spool.read_receipt("waits.json") is None
+    assert manager.next_deadline(now()) <= now().mono + manager.settings.flush_window
+    wait_until(lambda: manager.step(now()) or spool.read_receipt("waits.json"), 5)
+    stop_in_process(manager)
+
+
+def test_an_accepted_file_a_crash_lost_is_written_again_from_the_journal(tmp_path: Path):
+    spool = Spool.create(tmp_path / "spool")
+    first = start(spool)
+    spool.publish(spool.incoming, "a.json", JOB)
+    first.step(now(), woken_by_event=True)
+    [job_id] = wait_until(lambda: first.step(now(1.0)) or (spool.read_receipt("a.json") or {}).get("ids"), 10)
+    run_to_the_end(first, spool, job_id)
+    original = (spool.accepted / "a.json").read_bytes()
+    receipt = spool.read_receipt("a.json")
+    (spool.accepted / "a.json").write_bytes(original[:7])  # the machine crashed before the file reached the disk
+    (spool.receipts / "a.json").write_bytes(b'{"state": "ACC')
+    assert [record["accepted"] for record in acceptance_records(spool)] == ["a.json"]
+
+    second = start(spool)  # the first one is never finished: it died with the machine
+    assert (spool.accepted / "a.json").read_bytes() == original
+    assert spool.read_receipt("a.json") == receipt
+    assert job_id in second and second.counts["SUCCEEDED"] == 1, "its end is known: it does not run again"
+    assert acceptance_records(spool) == [], "compacted once the file is durable again"
+    stop_in_process(second)
+
+
+def test_an_acceptance_the_journal_never_held_is_taken_back_and_read_again(tmp_path: Path):
+    spool = Spool.create(tmp_path / "spool")
+    stop_in_process(start(spool))  # a spool a journaling manager has served: its journal is complete
+    # The machine crashed after a manager wrote accepted/ files, before it synced its journal: the
+    # claimed copies are there (dropped only after the sync), and the accepted files whole or torn.
+    stamped = IdMaker()()
+    (spool.claimed / "whole.json").write_bytes(JOB)
+    (spool.accepted / "whole.json").write_bytes(orjson.dumps({"id": stamped, "exec": "true"}) + b"\n")
+    (spool.claimed / "torn.json").write_bytes(JOB)
+    (spool.accepted / "torn.json").write_bytes(b'{"id": "')
+
+    manager = start(spool)
+    assert stamped not in manager, "no reader was told of it, and it does not run"
+    ids = {}
+    for name in ("whole.json", "torn.json"):
+        ids[name] = wait_until(lambda name=name: manager.step(now(1.0)) or (spool.read_receipt(name) or {}).get("ids"), 10)
+        assert orjson.loads((spool.accepted / name).read_bytes())["id"] == ids[name][0]
+    for [job_id] in ids.values():
+        run_to_the_end(manager, spool, job_id)
+    assert stamped not in ids["whole.json"] and os.listdir(spool.claimed) == [] and os.listdir(spool.rejected) == []
+    stop_in_process(manager)
+
+
+def test_a_namesake_left_in_claimed_never_undoes_an_older_acceptance(tmp_path: Path):
+    spool = Spool.create(tmp_path / "spool")
+    first = start(spool)
+    spool.publish(spool.incoming, "a.json", JOB)
+    [job_id] = wait_until(lambda: first.step(now(1.0), woken_by_event=True)
+                          or (spool.read_receipt("a.json") or {}).get("ids"), 10)
+    run_to_the_end(first, spool, job_id)
+    stop_in_process(first)
+    stop_in_process(start(spool))  # compacted: the acceptance record is gone, its job's records stay
+    accepted = (spool.accepted / "a.json").read_bytes()
+    # A manager died after claiming a second file of the same name, before it rejected it.
+    (spool.claimed / "a.json").write_bytes(b'{"exec": "false"}')
+
+    manager = start(spool)
+    wait_until(lambda: manager.step(now(1.0)) or os.listdir(spool.rejected), 10)
+    assert (spool.accepted / "a.json").read_bytes() == accepted
+    assert job_id in manager and manager.counts["SUCCEEDED"] == 1
+    reasons = [name for name in os.listdir(spool.rejected) if name.endswith(".reason")]
+    assert len(reasons) == 1 and "duplicate" in (spool.rejected / reasons[0]).read_text()
+    stop_in_process(manager)
+
+
+def test_the_journal_keeps_its_acceptances_when_the_accepted_files_cannot_be_synced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spool = Spool.create(tmp_path / "spool")
+    first = start(spool)
+    spool.publish(spool.incoming, "a.json", JOB)
+    [job_id] = wait_until(lambda: first.step(now(1.0), woken_by_event=True)
+                          or (spool.read_receipt("a.json") or {}).get("ids"), 10)
+    run_to_the_end(first, spool, job_id)
+
+    def failing_sync(self: Spool) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(Spool, "sync_accepted", failing_sync)
+    second = start(spool)
+    assert [record["accepted"] for record in acceptance_records(spool)] == ["a.json"], "not compacted away"
+    assert job_id in second
+    monkeypatch.undo()
+    stop_in_process(second)
+    stop_in_process(start(spool))
+    assert acceptance_records(spool) == []
