@@ -116,6 +116,9 @@ class Journal:
             end = len(data) - result.reserved - result.torn_bytes
             if result.torn_bytes:
                 os.ftruncate(fd, end)
+            if not created:
+                # What a killed writer handed to the kernel is durable from here on: the caller acts on
+                # it (receipts, repaired status files) before it writes anything of its own.
                 os.fsync(fd)
         except BaseException:
             os.close(fd)

@@ -182,7 +182,14 @@ class Manager:
             if name in journal.acceptances:
                 document = journal.acceptances[name]["document"]
             else:
-                document = read_json(self.spool.accepted / name, fresh=False)  # the scan revalidated accepted/
+                try:
+                    document = read_json(self.spool.accepted / name, fresh=False)  # the scan revalidated accepted/
+                except orjson.JSONDecodeError as error:
+                    # Not from a crash alone (the journal would hold it): a damaged disk, or a journal moved
+                    # aside. Said loudly, and the spool served all the same.
+                    log.error("%s is unreadable (%s); its jobs are not queued: restore it, or move it aside",
+                              self.spool.accepted / name, error)
+                    continue
             specs = model.accepted_specs(document)
             # One revalidation per file, and only the status files that can tell something the journal does not.
             statuses = self.spool.read_statuses(spec.id for spec in specs if journal.may_lag(spec.id))
@@ -227,9 +234,10 @@ class Manager:
 
         Its claimed copy is still there (it is dropped only after the journal sync), and accepted/NAME
         may be too, whole or torn, though no reader was told of it: the receipt waits for the same sync.
-        A committed acceptance always leaves a trace in the journal: its own record until the next
-        compaction, its jobs' records after. Without one, the accepted file goes and the claimed copy is
-        read again as new. A journal never compacted (a spool from before journals) proves nothing.
+        A committed acceptance always leaves a trace: its own record in the journal until the next
+        compaction, its jobs' records after, and the status files of its jobs (the only trace of jobs
+        that ended before the spool had a journal). Without one, the accepted file goes and the claimed
+        copy is read again as new. A journal never compacted (a spool from before journals) proves nothing.
         """
         if not journal.complete:
             return
@@ -243,11 +251,16 @@ class Manager:
             except (OSError, orjson.JSONDecodeError, AttributeError):
                 ids = []  # unreadable: a committed acceptance is durable and whole, so this one is not
             else:
-                if data is None or any(job_id in journal.latest for job_id in ids):
+                if data is None or any(job_id in journal.latest or self._has_status_file(job_id) for job_id in ids):
                     continue
             log.warning("%s was accepted by a manager that died before it was journaled; reading it again "
                         "from %s", path, self.spool.claimed / name)
             path.unlink(missing_ok=True)
+
+    def _has_status_file(self, job_id: Any) -> bool:
+        # Status files are written only after the journal sync that made their submission's acceptance
+        # durable; and a spool older than its journal names its finished jobs only there.
+        return isinstance(job_id, str) and is_job_id(job_id) and os.path.lexists(self.spool.status_path(job_id))
 
     def _mend_accepted(self, acceptances: Mapping[str, Mapping[str, Any]]) -> None:
         """Rewrite from the journal every accepted file that a crash of the machine lost or tore, and
@@ -269,13 +282,14 @@ class Manager:
             if not intact:
                 log.warning("%s was lost or damaged; written again from the journal", path)
                 atomic_write(path, expected, durable=True, sync_directory=False)
+            receipt = {"state": "ACCEPTED", "ids": [job.get("id") for job in _jobs_of(record["document"])
+                                                    if isinstance(job, dict)]}
             try:
-                told = self.spool.read_receipt(name, fresh=False) is not None
+                told = self.spool.read_receipt(name, fresh=False) == receipt
             except orjson.JSONDecodeError:
                 told = False  # torn by the crash: nobody could read it either
-            if not told:
-                ids = [job.get("id") for job in _jobs_of(record["document"]) if isinstance(job, dict)]
-                self.spool.write_receipt(name, {"state": "ACCEPTED", "ids": ids})
+            if not told:  # none, or one from an earlier file of this name that was rejected
+                self.spool.write_receipt(name, receipt)
 
     def _open_journal(self, now: Now) -> _Journaled:
         """Open the journal and fold it into the last record of each job."""
@@ -920,7 +934,7 @@ class Manager:
             job_id = self._write_held_order.popleft()
             del self._write_held[job_id]
             self._dirty.setdefault(job_id, None)
-        due = (self._dirty or self._receipts_due) and (force or now.mono >= self._next_flush)
+        due = (self._dirty or self._receipts_due or self._intake.unreleased) and (force or now.mono >= self._next_flush)
         # The journal first: a status file never says more than the journal a restart would read. One
         # fsync per flush window, for every transition of every job since the last (group commit).
         if due and not self._commit_journal(now, durable=True):
@@ -1038,7 +1052,7 @@ class Manager:
     def next_deadline(self, now: Now) -> float:
         """The monotonic time by which step() must run again, whatever wakes the manager or not."""
         deadlines = [self._next_scan, self._next_info_due()]
-        if self._dirty or self._receipts_due:
+        if self._dirty or self._receipts_due or self._intake.unreleased:
             deadlines.append(self._next_flush)
         first_held = self._first_write_held()
         if first_held is not None:

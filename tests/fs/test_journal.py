@@ -136,6 +136,21 @@ def test_write_hands_records_to_the_file_without_an_fsync_and_sync_makes_them_du
     assert [record["n"] for record in replay(path).records] == [0, 1, 2, 3, 4]
 
 
+def test_opening_a_journal_a_killed_writer_left_makes_its_written_records_durable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A killed manager's written records are only with the kernel; the next manager acts on them
+    # (receipts, repaired status files) before it syncs anything of its own.
+    path = tmp_path / "journal.jsonl"
+    first, _ = Journal.open(path, now=0.0)
+    first.append({"n": 0})
+    first.write()  # and then it was killed: never synced, never closed
+    calls = spy_on_io(monkeypatch)
+    second, replayed = Journal.open(path, now=1.0)
+    assert [record["n"] for record in replayed.records] == [0]
+    assert calls == ["fsync"]
+    second.close()
+
+
 def test_close_syncs_what_is_pending(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     journal, _ = Journal.open(path, now=0.0)

@@ -80,7 +80,9 @@ def test_the_manager_wakes_for_a_receipt_though_no_status_file_is_due(tmp_path: 
     stop_in_process(manager)
 
 
-def test_an_accepted_file_a_crash_lost_is_written_again_from_the_journal(tmp_path: Path):
+@pytest.mark.parametrize("receipt_left", [None, b'{"state": "ACC', b'{"state": "REJECTED", "reason": "an earlier x"}'],
+                         ids=["none", "torn", "an-earlier-rejection"])
+def test_an_accepted_file_a_crash_lost_is_written_again_from_the_journal(tmp_path: Path, receipt_left: bytes | None):
     spool = Spool.create(tmp_path / "spool")
     first = start(spool)
     spool.publish(spool.incoming, "a.json", JOB)
@@ -90,7 +92,10 @@ def test_an_accepted_file_a_crash_lost_is_written_again_from_the_journal(tmp_pat
     original = (spool.accepted / "a.json").read_bytes()
     receipt = spool.read_receipt("a.json")
     (spool.accepted / "a.json").write_bytes(original[:7])  # the machine crashed before the file reached the disk
-    (spool.receipts / "a.json").write_bytes(b'{"state": "ACC')
+    if receipt_left is None:
+        (spool.receipts / "a.json").unlink()  # the manager died before it wrote it
+    else:
+        (spool.receipts / "a.json").write_bytes(receipt_left)
     assert [record["accepted"] for record in acceptance_records(spool)] == ["a.json"]
 
     second = start(spool)  # the first one is never finished: it died with the machine
@@ -166,3 +171,34 @@ def test_the_journal_keeps_its_acceptances_when_the_accepted_files_cannot_be_syn
     stop_in_process(second)
     stop_in_process(start(spool))
     assert acceptance_records(spool) == []
+
+
+def test_a_namesake_of_a_job_older_than_the_journal_never_undoes_it(tmp_path: Path):
+    spool = Spool.create(tmp_path / "spool")
+    # A spool served before managers kept a journal: its finished job is known by its status file only.
+    old = {"id": IdMaker()(), "exec": "true"}
+    (spool.accepted / "old.json").write_bytes(orjson.dumps(old) + b"\n")
+    status = {"id": old["id"], "state": "SUCCEEDED", "seq": 3, "exit_code": 0}
+    spool.write_status(old["id"], status)
+    stop_in_process(start(spool))  # the first journaling manager: the journal is complete from here on
+    (spool.claimed / "old.json").write_bytes(b'{"exec": "false"}')  # then one died between claim and reject
+
+    manager = start(spool)
+    wait_until(lambda: manager.step(now(1.0)) or os.listdir(spool.rejected), 10)
+    assert orjson.loads((spool.accepted / "old.json").read_bytes()) == old
+    assert old["id"] in manager and manager.counts["SUCCEEDED"] == 1
+    stop_in_process(manager)
+
+
+def test_an_unreadable_accepted_file_without_a_record_is_reported_and_the_spool_served(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    spool = Spool.create(tmp_path / "spool")
+    stop_in_process(start(spool))
+    (spool.accepted / "broken.json").write_bytes(b'{"id": "')  # no crash makes this: a damaged disk
+    manager = start(spool)
+    assert "broken.json is unreadable" in caplog.text
+    spool.publish(spool.incoming, "a.json", JOB)
+    [job_id] = wait_until(lambda: manager.step(now(1.0), woken_by_event=True)
+                          or (spool.read_receipt("a.json") or {}).get("ids"), 10)
+    run_to_the_end(manager, spool, job_id)
+    stop_in_process(manager)
