@@ -104,7 +104,7 @@ class Intake:
 
     def leftovers(self) -> list[str]:
         """Files claimed by a manager that stopped before finishing with them."""
-        return self._spool.scan(self._spool.claimed).candidates
+        return list(self._spool.scan(self._spool.claimed).candidates)
 
     def adopt(self, names: list[str], digests: Mapping[str, str]) -> None:
         """Take up files a stopped manager left in claimed/. `digests`: of the submissions its journal

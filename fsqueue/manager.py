@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from fsqueue import model, scheduler
+from fsqueue import model, recovery, scheduler
 from fsqueue.deps import After, Dependencies, Outcome
 from fsqueue.errors import JournalWriteError
 from fsqueue.intake import ControlRequest, Intake, Submission
@@ -35,16 +35,7 @@ from fsqueue.launcher import (
 )
 from fsqueue.model import JobRecord, JobSpec, JobState, advance
 from fsqueue.resources import Allocation
-from fsqueue.spool import (
-    IdMaker,
-    Spool,
-    atomic_write,
-    is_job_id,
-    is_submission_name,
-    read_bytes,
-    read_json,
-    revalidate,
-)
+from fsqueue.spool import IdMaker, Spool, is_job_id
 from fsqueue.sweep_run import SweepRun
 
 log = logging.getLogger(__name__)
@@ -170,151 +161,35 @@ class Manager:
     def recover(self, now: Now) -> None:
         """Take up the spool as a previous manager left it: accepted jobs that have not finished are queued."""
         self._started = now.wall
-        journal = self._open_journal(now)
-        journaled = journal.latest
-        self._stop_orphans(journaled)
+        self.journal, journaled = recovery.open_journal(self.spool, now.wall)
+        self._stop_orphans(journaled.latest)
         leftovers = self._intake.leftovers()
-        self._undo_unjournaled_acceptances(leftovers, journal)
-        self._mend_accepted(journal.acceptances)
-        unfinished = []
-        sweeps = []
-        for name in self.spool.scan(self.spool.accepted).candidates:
-            if name in journal.acceptances:
-                document = journal.acceptances[name]["document"]
+        recovery.settle_acceptances(self.spool, leftovers, journaled)
+        unfinished, sweeps = [], []
+        for found in recovery.accepted_jobs(self.spool, journaled):
+            spec, state = found.spec, found.state
+            if state is not None and state.is_final:
+                if found.lags:
+                    self._repair_status(found)
+                self._finished_ids.add(spec.id)
+                if spec.sweep is None:
+                    self.counts[state] += 1
+                self._deps.known(spec.id, spec.name, ended=state)
+            elif spec.sweep is not None:
+                sweeps.append(found)
             else:
-                try:
-                    document = read_json(self.spool.accepted / name, fresh=False)  # the scan revalidated accepted/
-                except orjson.JSONDecodeError as error:
-                    # Not from a crash alone (the journal would hold it): a damaged disk, or a journal moved
-                    # aside. Said loudly, and the spool served all the same.
-                    log.error("%s is unreadable (%s); its jobs are not queued: restore it, or move it aside",
-                              self.spool.accepted / name, error)
-                    continue
-            specs = model.accepted_specs(document)
-            # One revalidation per file, and only the status files that can tell something the journal does not.
-            statuses = self.spool.read_statuses(spec.id for spec in specs if journal.may_lag(spec.id))
-            for spec in specs:
-                on_disk = statuses.get(spec.id)
-                status = _newer(on_disk, journaled.get(spec.id)) or {}
-                state = _state_of(status)
-                if state is not None and state.is_final:
-                    if journal.may_lag(spec.id) and _lags(on_disk, status):
-                        self._repair_status(spec, name, on_disk, status)
-                    self._finished_ids.add(spec.id)
-                    if spec.sweep is None:
-                        self.counts[state] += 1
-                    self._deps.known(spec.id, spec.name, ended=state)
-                elif spec.sweep is not None:
-                    sweeps.append((spec, name, status, state))
-                else:
-                    unfinished.append((spec, name, status, state))
-        iterations = self._iteration_statuses({spec.id: (spec, name) for spec, name, *_ in sweeps}, journal)
+                unfinished.append(found)
+        iterations, lagging = recovery.iteration_statuses(
+            self.spool, {found.spec.id: (found.spec, found.submission) for found in sweeps}, journaled)
+        for found in lagging:
+            self._repair_status(found)
         # Finished jobs first, so that a dependency on one of them is judged as met or not at once.
-        for spec, name, status, state in sweeps:
-            self._recover_sweep(spec, name, status, state, iterations.get(spec.id, {}), now)
-        for spec, name, status, state in unfinished:
-            self._recover_job(spec, name, status, state, now, journaled=spec.id in journaled)
-        self._intake.adopt(leftovers, {name: record["digest"] for name, record in journal.acceptances.items()
-                                       if isinstance(record.get("digest"), str)})
-        # One record per job from here on, so that the journal does not grow over the spool's lifetime;
-        # what recovery changed (jobs queued again) is pending and follows the mark at the next sync.
-        # Its acceptance records go too, once the files they stand for are durable.
-        assert self.journal is not None
-        if journal.acceptances:
-            try:
-                self.spool.sync_accepted()
-            except OSError as error:
-                log.error("cannot sync %s: %s; the journal is not compacted, and keeps the accepted submissions",
-                          self.spool.accepted, error.strerror)
-                return
-        self.journal.compact([*journaled.values(), {"compacted": now.wall}], now=now.wall)
-
-    def _undo_unjournaled_acceptances(self, leftovers: list[str], journal: _Journaled) -> None:
-        """Take back what a manager accepted but never journaled durably (the machine crashed in between).
-
-        Its claimed copy is still there (it is dropped only after the journal sync), and accepted/NAME
-        may be too, whole or torn, though no reader was told of it: the receipt waits for the same sync.
-        A committed acceptance always leaves a trace: its own record in the journal until the next
-        compaction, its jobs' records after, and the status files of its jobs (the only trace of jobs
-        that ended before the spool had a journal). Without one, the accepted file goes and the claimed
-        copy is read again as new. A journal never compacted (a spool from before journals) proves nothing.
-        """
-        if not journal.complete:
-            return
-        for name in leftovers:
-            if name in journal.acceptances:
-                continue
-            path = self.spool.accepted / name
-            try:
-                data = read_bytes(path, fresh=False)
-                ids = [] if data is None else [job.get("id") for job in _jobs_of(orjson.loads(data))]
-            except (OSError, orjson.JSONDecodeError, AttributeError):
-                ids = []  # unreadable: a committed acceptance is durable and whole, so this one is not
-            else:
-                if data is None or any(job_id in journal.latest or self._has_status_file(job_id) for job_id in ids):
-                    continue
-            log.warning("%s was accepted by a manager that died before it was journaled; reading it again "
-                        "from %s", path, self.spool.claimed / name)
-            path.unlink(missing_ok=True)
-
-    def _has_status_file(self, job_id: Any) -> bool:
-        # Status files are written only after the journal sync that made their submission's acceptance
-        # durable; and a spool older than its journal names its finished jobs only there.
-        return isinstance(job_id, str) and is_job_id(job_id) and os.path.lexists(self.spool.status_path(job_id))
-
-    def _mend_accepted(self, acceptances: Mapping[str, Mapping[str, Any]]) -> None:
-        """Rewrite from the journal every accepted file that a crash of the machine lost or tore, and
-        write the receipts the last manager did not live to write.
-
-        Accepted files are not fsynced one by one; the journal holds each document until the next
-        compaction (docs/reliability.md).
-        """
-        if acceptances:
-            revalidate(self.spool.accepted)
-            revalidate(self.spool.receipts)
-        for name, record in acceptances.items():
-            path = self.spool.accepted / name
-            expected = orjson.dumps(record["document"]) + b"\n"
-            try:
-                intact = read_bytes(path, fresh=False) == expected
-            except OSError:
-                intact = False
-            if not intact:
-                log.warning("%s was lost or damaged; written again from the journal", path)
-                atomic_write(path, expected, durable=True, sync_directory=False)
-            receipt = {"state": "ACCEPTED", "ids": [job.get("id") for job in _jobs_of(record["document"])
-                                                    if isinstance(job, dict)]}
-            try:
-                told = self.spool.read_receipt(name, fresh=False) == receipt
-            except orjson.JSONDecodeError:
-                told = False  # torn by the crash: nobody could read it either
-            if not told:  # none, or one from an earlier file of this name that was rejected
-                self.spool.write_receipt(name, receipt)
-
-    def _open_journal(self, now: Now) -> _Journaled:
-        """Open the journal and fold it into the last record of each job."""
-        self.journal, replay = Journal.open(self.spool.journal, now=now.wall)
-        if replay.torn_bytes:
-            log.warning("journal %s: dropped a torn last record (%d bytes), written when the manager died",
-                        self.spool.journal, replay.torn_bytes)
-        if replay.corrupt_lines:
-            log.error("journal %s: skipped unreadable lines %s; status files stand in for those records",
-                      self.spool.journal, ", ".join(map(str, replay.corrupt_lines[:10])))
-        folded = _Journaled({}, set(), complete=False)
-        for record in replay.records:
-            job_id = record.get("id")
-            if "compacted" in record:  # status files of the jobs named so far agreed with the journal then
-                folded.recent.clear()
-                folded.complete = True
-            elif "accepted" in record:
-                name = record["accepted"]
-                if isinstance(name, str) and is_submission_name(name) and isinstance(record.get("document"), (dict, list)):
-                    folded.acceptances[name] = record
-            elif isinstance(job_id, str) and is_job_id(job_id):
-                latest = folded.latest
-                latest[job_id] = {**latest[job_id], **record} if job_id in latest else record
-                folded.recent.add(job_id)
-        return folded
+        for found in sweeps:
+            self._recover_sweep(found, iterations.get(found.spec.id, {}), now)
+        for found in unfinished:
+            self._recover_job(found, now, journaled=found.spec.id in journaled.latest)
+        self._intake.adopt(leftovers, journaled.digests())
+        recovery.compact(self.journal, self.spool, journaled, now.wall)
 
     def _stop_orphans(self, journaled: Mapping[str, Mapping[str, Any]]) -> None:
         """Jobs the last manager on this machine left running are stopped, then run again (docs/reliability.md)."""
@@ -324,41 +199,18 @@ class Manager:
             log.warning("stopped %d job processes left running by the previous manager: %s", len(stopped),
                         " ".join(map(str, stopped[:20])))
 
-    def _iteration_statuses(self, sweeps: Mapping[str, tuple[JobSpec, str]], journal: _Journaled,
-                            ) -> dict[str, dict[int, Mapping[str, Any]]]:
-        """Sweep id -> iteration index -> last known status, for the sweeps that were running."""
-        if not sweeps:
-            return {}
-        wanted = set(sweeps)
-        ids = {job_id for job_id in journal.latest if "." in job_id and job_id.partition(".")[0] in wanted}
-        if not journal.complete:  # a spool older than its journal: iterations may be known by their files only
-            ids.update(job_id for job_id in self.spool.status_ids() if job_id.partition(".")[0] in wanted
-                       and "." in job_id)
-        statuses = self.spool.read_statuses(job_id for job_id in ids if journal.may_lag(job_id))
-        found: dict[str, dict[int, Mapping[str, Any]]] = collections.defaultdict(dict)
-        for job_id in ids:
-            sweep_id, _, index = job_id.partition(".")
-            on_disk = statuses.get(job_id)
-            latest = _newer(on_disk, journal.latest.get(job_id))
-            if latest is None:
-                continue
-            found[sweep_id][int(index)] = latest
-            state = _state_of(latest)
-            if state is not None and state.is_final and journal.may_lag(job_id) and _lags(on_disk, latest):
-                spec, submission = sweeps[sweep_id]
-                self._repair_status(model.iteration_spec(spec, int(index)), submission, on_disk, latest)
-        return found
-
-    def _repair_status(self, spec: JobSpec, submission: str, status: Mapping[str, Any] | None,
-                       journaled: Mapping[str, Any]) -> None:
+    def _repair_status(self, found: recovery.Found) -> None:
         """The manager died between journaling a job's end and writing its status file: write it now."""
-        base = status or model.status_document(self._new_record(spec, submission, journaled.get("submit_time") or 0),
-                                               self.identity)
-        self.spool.write_status(spec.id, {**base, **{key: journaled[key] for key in _JOURNALED if key in journaled}})
+        journaled = found.status
+        base = found.on_disk or model.status_document(
+            self._new_record(found.spec, found.submission, journaled.get("submit_time") or 0), self.identity)
+        self.spool.write_status(found.spec.id, {**base, **{key: journaled[key] for key in recovery.JOURNALED_FIELDS
+                                                           if key in journaled}})
 
-    def _recover_sweep(self, spec: JobSpec, submission: str, status: dict[str, Any], state: JobState | None,
-                       iterations: dict[int, dict[str, Any]], now: Now) -> None:
-        ended = {index: doc["state"] for index, doc in iterations.items() if (it := _state_of(doc)) and it.is_final}
+    def _recover_sweep(self, found: recovery.Found, iterations: Mapping[int, Mapping[str, Any]], now: Now) -> None:
+        spec, submission, status, state = found.spec, found.submission, found.status, found.state
+        ended = {index: doc["state"] for index, doc in iterations.items()
+                 if (it := recovery.state_of(doc)) and it.is_final}
         resume = {index: doc for index, doc in iterations.items() if index not in ended and index < len(spec.sweep)}
         record = dataclasses.replace(self._new_record(spec, submission, status.get("submit_time") or now.wall),
                                      state=state, seq=status.get("seq", 0), start_time=status.get("start_time"))
@@ -371,9 +223,9 @@ class Manager:
             return
         self._start_sweep(record, SweepRun.start(spec.id, len(spec.sweep), ended, resume), now)
 
-    def _recover_job(self, spec: JobSpec, submission: str, status: dict[str, Any], state: JobState | None,
-                     now: Now, journaled: bool = False) -> None:
-        record = self._restored(spec, submission, status, state, now)
+    def _recover_job(self, found: recovery.Found, now: Now, journaled: bool = False) -> None:
+        spec, status, state = found.spec, found.status, found.state
+        record = self._restored(spec, found.submission, status, state, now)
         # A job still queued as the journal has it is neither journaled nor written again: with 100,000
         # jobs in a spool that is most of a restart's writes (scripts/bench/recover).
         self._set(record, recorded=journaled and record.state == state and record.seq == status.get("seq"))
@@ -543,7 +395,7 @@ class Manager:
                 if resumed is None:
                     record = advance(self._new_record(spec, sweep.submission, sweep.submit_time), JobState.QUEUED)
                 else:
-                    record = self._restored(spec, sweep.submission, resumed, _state_of(resumed), now)
+                    record = self._restored(spec, sweep.submission, resumed, recovery.state_of(resumed), now)
                 self._admitted[spec.id] = (self._admitted[sweep_id][0], index)
                 self._set(record)
                 self._enqueue(record, now)
@@ -1066,51 +918,6 @@ class Manager:
         if retry is not None:
             deadlines.append(min(retry, now.mono + self.settings.poll))
         return min(deadlines)
-
-
-# The fields of a journal entry that are also fields of the status file (Manager._journal_entry).
-_JOURNALED = ("state", "seq", "attempt", "launch_failures", "failures", "submit_time", "start_time", "end_time", "exit_code",
-              "signal", "reason", "cores")
-
-
-@dataclass
-class _Journaled:
-    """The journal folded at start-up: the last record of each job, and which status files may lag it."""
-
-    latest: dict[str, dict[str, Any]]
-    recent: set[str]  # jobs with records since the last compaction, whose status files were not checked since
-    complete: bool  # compacted by a journaling manager: it names every job that ever changed state
-    # Submission name -> its acceptance record (document, digest), for those accepted since the last compaction.
-    acceptances: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-
-    def may_lag(self, job_id: str) -> bool:
-        """Whether the job's status file is worth reading: the journal does not know the job, or its
-        last records came after the last check (the manager may have died before writing the file)."""
-        return job_id not in self.latest or job_id in self.recent
-
-
-def _jobs_of(document: Any) -> list[Any]:
-    return document if isinstance(document, list) else [document]
-
-
-def _state_of(status: Mapping[str, Any]) -> JobState | None:
-    """The state a status file or journal record names; None for none, or for a word that is no state."""
-    state = status.get("state")
-    return JobState(state) if state in JobState.__members__ else None
-
-
-def _lags(on_disk: Mapping[str, Any] | None, journaled: Mapping[str, Any]) -> bool:
-    return on_disk is not journaled and (on_disk is None or on_disk.get("seq", 0) < journaled.get("seq", 0))
-
-
-def _newer(status: Mapping[str, Any] | None, journaled: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """What recovery believes about a job: the journal when it knows the job, whatever a status file says.
-
-    Status files are written after the journal and are a view: a job (which runs as the spool's user)
-    can overwrite one, the journal is only the manager's. A status file speaks only for a job the
-    journal never saw, in a spool written before there was a journal.
-    """
-    return journaled if journaled is not None else status
 
 
 def _request(spec: JobSpec) -> scheduler.Request:
