@@ -42,6 +42,15 @@ def run_to_the_end(manager: Manager, spool: Spool, job_id: str) -> dict[str, Any
                       lambda: str(spool.read_status(job_id)))
 
 
+def submit_and_finish(manager: Manager, spool: Spool, name: str = "a.json") -> str:
+    """Drop one job as `name`, step the manager until its receipt names it and it has succeeded."""
+    spool.publish(spool.incoming, name, JOB)
+    [job_id] = wait_until(lambda: manager.step(now(1.0), woken_by_event=True)
+                          or (spool.read_receipt(name) or {}).get("ids"), 10)
+    run_to_the_end(manager, spool, job_id)
+    return job_id
+
+
 def test_the_receipt_and_the_claimed_copy_wait_for_the_journal_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     spool = Spool.create(tmp_path / "spool")
     manager = start(spool, write_delay=3600, poll=1e6, heartbeat=1e6)
@@ -85,10 +94,7 @@ def test_the_manager_wakes_for_a_receipt_though_no_status_file_is_due(tmp_path: 
 def test_an_accepted_file_a_crash_lost_is_written_again_from_the_journal(tmp_path: Path, receipt_left: bytes | None):
     spool = Spool.create(tmp_path / "spool")
     first = start(spool)
-    spool.publish(spool.incoming, "a.json", JOB)
-    first.step(now(), woken_by_event=True)
-    [job_id] = wait_until(lambda: first.step(now(1.0)) or (spool.read_receipt("a.json") or {}).get("ids"), 10)
-    run_to_the_end(first, spool, job_id)
+    job_id = submit_and_finish(first, spool)
     original = (spool.accepted / "a.json").read_bytes()
     receipt = spool.read_receipt("a.json")
     (spool.accepted / "a.json").write_bytes(original[:7])  # the machine crashed before the file reached the disk
@@ -132,10 +138,7 @@ def test_an_acceptance_the_journal_never_held_is_taken_back_and_read_again(tmp_p
 def test_a_namesake_left_in_claimed_never_undoes_an_older_acceptance(tmp_path: Path):
     spool = Spool.create(tmp_path / "spool")
     first = start(spool)
-    spool.publish(spool.incoming, "a.json", JOB)
-    [job_id] = wait_until(lambda: first.step(now(1.0), woken_by_event=True)
-                          or (spool.read_receipt("a.json") or {}).get("ids"), 10)
-    run_to_the_end(first, spool, job_id)
+    job_id = submit_and_finish(first, spool)
     stop_in_process(first)
     stop_in_process(start(spool))  # compacted: the acceptance record is gone, its job's records stay
     accepted = (spool.accepted / "a.json").read_bytes()
@@ -155,10 +158,7 @@ def test_the_journal_keeps_its_acceptances_when_the_accepted_files_cannot_be_syn
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     spool = Spool.create(tmp_path / "spool")
     first = start(spool)
-    spool.publish(spool.incoming, "a.json", JOB)
-    [job_id] = wait_until(lambda: first.step(now(1.0), woken_by_event=True)
-                          or (spool.read_receipt("a.json") or {}).get("ids"), 10)
-    run_to_the_end(first, spool, job_id)
+    job_id = submit_and_finish(first, spool)
 
     def failing_sync(self: Spool) -> None:
         raise OSError(5, "Input/output error")
@@ -197,8 +197,5 @@ def test_an_unreadable_accepted_file_without_a_record_is_reported_and_the_spool_
     (spool.accepted / "broken.json").write_bytes(b'{"id": "')  # no crash makes this: a damaged disk
     manager = start(spool)
     assert "broken.json is unreadable" in caplog.text
-    spool.publish(spool.incoming, "a.json", JOB)
-    [job_id] = wait_until(lambda: manager.step(now(1.0), woken_by_event=True)
-                          or (spool.read_receipt("a.json") or {}).get("ids"), 10)
-    run_to_the_end(manager, spool, job_id)
+    submit_and_finish(manager, spool)
     stop_in_process(manager)
