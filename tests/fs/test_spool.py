@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import errno
 import multiprocessing
 import os
 import stat
@@ -21,6 +22,7 @@ from fsqueue.spool import (
     Unsafe,
     atomic_write,
     is_job_id,
+    syncfs,
 )
 
 # Real processes, started fresh (no state inherited from the test process).
@@ -285,3 +287,14 @@ def test_status_readers_never_see_a_torn_file_and_seq_never_decreases(spool: Spo
     assert result["last"] == last  # the reader saw the final version, so it ran while we wrote
     assert result["between"] >= 1, "the reads overlapped the rewrites"
     assert os.listdir(spool.status_dir) == [f"{job_id}.json"]
+
+
+def test_syncfs_flushes_the_filesystem_of_a_descriptor_and_says_why_it_cannot(spool: Spool) -> None:
+    # What recovery calls before it drops the journal's acceptance records (docs/reliability.md).
+    atomic_write(spool.accepted / "a.json", b"{}\n")
+    spool.sync_accepted()
+    fd = os.open(spool.accepted, os.O_RDONLY | os.O_DIRECTORY)
+    os.close(fd)
+    with pytest.raises(OSError) as raised:
+        syncfs(fd)  # closed: EBADF comes back as an OSError, not as a silent 0
+    assert raised.value.errno == errno.EBADF
