@@ -212,7 +212,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.file and command is not None:
         raise FsqError("give a job file or a command after --, not both")
     if args.file:
-        if args.name or args.cores or args.nodes:
+        if args.name is not None or args.cores is not None or args.nodes is not None:
             raise FsqError("--name, --cores and --nodes go with a command; put them in the job file instead")
         jobs = _job_file(args.file, args.format, "submit")
     elif command is not None:

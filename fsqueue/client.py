@@ -16,8 +16,9 @@ import orjson
 
 from fsqueue import model
 from fsqueue import rerun as reruns
-from fsqueue.errors import FsqError, SpoolError, WaitTimeout
+from fsqueue.errors import FsqError, InvalidJob, SpoolError, WaitTimeout
 from fsqueue.spool import (
+    MAX_SUBMISSION_BYTES,
     IdMaker,
     Spool,
     is_job_id,
@@ -49,7 +50,12 @@ def _submit(target: Spool, jobs: dict[str, Any] | list[dict[str, Any]], ids: Ite
     """submit() into a spool already opened and checked; jobs without an id get the next of `ids`."""
     specs = model.parse_jobs(jobs, ids, target.read_parameter_file)  # the manager's own rule for whose file it may be
     stamped = [spec.document for spec in specs] if isinstance(jobs, list) else specs[0].document
-    target.publish(target.incoming, f"{specs[0].id}.json", orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE))
+    data = orjson.dumps(stamped, option=orjson.OPT_APPEND_NEWLINE)
+    if len(data) > MAX_SUBMISSION_BYTES:
+        # The manager would refuse the file after the ids were printed, and a wait on them would never end.
+        raise InvalidJob(f"the jobs take {len(data)} bytes with their ids; a file holds at most "
+                         f"{MAX_SUBMISSION_BYTES}: split them into several submissions")
+    target.publish(target.incoming, f"{specs[0].id}.json", data)
     return [spec.id for spec in specs]
 
 
@@ -179,7 +185,7 @@ def wait(
     Also returns, with those jobs still QUEUED, once the manager says it is stalled (manager.json) and
     every job waited for is queued: they wait for something no job in the spool can bring.
     """
-    target = Spool.create(spool)
+    target = Spool.existing(spool)  # a mistyped spool is an error, not a new spool to wait on forever
     deadline = None if timeout is None else time.monotonic() + timeout
     final: dict[str, StatusDoc] = {}
     pending_ids = {ref for ref in refs if is_job_id(ref)}
@@ -224,7 +230,7 @@ def wait_all(spool: str | os.PathLike[str], *, timeout: float | None = None, pol
     Counts are only trusted from a heartbeat written after incoming/ and claimed/ were seen empty, so a
     file the manager took in just before is never missed.
     """
-    target = Spool.create(spool)
+    target = Spool.existing(spool)
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.01
     while True:

@@ -374,6 +374,25 @@ def test_wait_by_name_and_timeout(start_manager):
     assert waited.returncode == 1 and waited.stdout.decode().split()[1] == "CANCELED"
 
 
+def test_submit_refuses_what_the_manager_would_reject_and_wait_a_spool_that_is_not_there(tmp_path):
+    spool = tmp_path / "spool"
+    # Valid jobs, but over 16 MiB once stamped: refused before any id is printed, nothing published.
+    jobs = [{"exec": "true", "args": ["x" * 1000]}] * 17_000
+    big = run_fsq("submit", "-", spool=spool, input=json.dumps(jobs).encode())
+    assert big.returncode == 2 and big.stdout == b"", big
+    assert "a file holds at most 16777216" in big.stderr.decode()
+    assert os.listdir(spool / "incoming") == []
+    # A mistyped spool is an error at once, not a new spool to wait on forever.
+    missing = run_fsq("wait", "--all", spool=tmp_path / "nospool")
+    assert missing.returncode == 2 and "no spool at" in missing.stderr.decode(), missing
+    assert not (tmp_path / "nospool").exists()
+    # Options that only go with a command are refused with a file, even when zero or empty.
+    (tmp_path / "one.json").write_text('{"exec": "true"}')
+    for option in (["--cores", "0"], ["--name", ""]):
+        mixed = run_fsq("submit", *option, str(tmp_path / "one.json"), spool=spool)
+        assert mixed.returncode == 2 and "go with a command" in mixed.stderr.decode(), (option, mixed)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
