@@ -70,6 +70,7 @@ class Intake:
         self._torn: dict[str, tuple[float, int]] = {}  # name in claimed/ -> (first seen, size then)
         # Accepted, but their claimed copies stay until the journal that holds them is synced (release()).
         self._unreleased: set[str] = set()
+        self._control_retry: float | None = None  # when control/ is read again after a request could not be settled
         self.more_waiting = False  # the last scan stopped at its limit: files are left in incoming/
 
     def submissions(self, now: float, scan: bool, known_ids: Container[str], limit: int) -> list[Submission]:
@@ -122,7 +123,14 @@ class Intake:
             self._torn.setdefault(name, (float("-inf"), -1))
 
     def next_retry(self) -> float | None:
-        return min((seen + self._torn_grace for seen, _ in self._torn.values()), default=None)
+        retries = [seen + self._torn_grace for seen, _ in self._torn.values()]
+        if self._control_retry is not None:
+            retries.append(self._control_retry)
+        return min(retries, default=None)
+
+    def control_due(self, now: float) -> bool:
+        """A control request could not be settled (a full disk): read control/ again, event or not."""
+        return self._control_retry is not None and now >= self._control_retry
 
     def _claim_new(self, directory: Path, limit: int) -> list[str]:
         listing = self._spool.scan(directory)
@@ -181,6 +189,8 @@ class Intake:
                 return self._retry_later(name, now, "reject", failure)
             self._torn.pop(name, None)  # settled: never read (and rejected) again
             return None
+        except OSError as failure:  # past the checks: an I/O error (EIO, an NFS soft mount's timeout), a full disk
+            return self._retry_later(name, now, "read", failure)
         stamped = orjson.dumps([spec.document for spec in specs] if isinstance(document, list) else specs[0].document)
         try:
             self._spool.accept(name, stamped + b"\n")
@@ -215,10 +225,11 @@ class Intake:
         return document, data
 
     # -- control requests ------------------------------------------------------------------------
-    def control_requests(self) -> list[ControlRequest]:
+    def control_requests(self, now: float) -> list[ControlRequest]:
         """Read and remove each request in control/. Removed before it is acted on: a request is
         carried out at most once, even if the manager dies in between (a client may ask again)."""
         requests = []
+        self._control_retry = None
         for name in self._spool.scan(self._spool.control).candidates:
             path = self._spool.control / name
             try:
@@ -228,10 +239,21 @@ class Intake:
             except _Torn:
                 continue  # published in place and not finished yet: read it at the next scan
             except (Unsafe, InvalidJob) as error:
-                self._spool.reject(path, name, str(error), receipt=False)  # receipts are for submissions
+                try:
+                    self._spool.reject(path, name, str(error), receipt=False)  # receipts are for submissions
+                except OSError as failure:  # a full or failing disk: it stays, and is read again later
+                    self._retry_control(now, "reject", path, failure)
+                continue
+            except OSError as failure:
+                self._retry_control(now, "read", path, failure)
                 continue
             path.unlink(missing_ok=True)
         return requests
+
+
+    def _retry_control(self, now: float, what: str, path: Path, failure: OSError) -> None:
+        log.error("cannot %s %s: %s; it is tried again in %g s", what, path, failure.strerror, self._torn_grace)
+        self._control_retry = now + self._torn_grace
 
 
 _NAME_RULE = "[A-Za-z0-9_][A-Za-z0-9_.+=@,-]*.json, at most 205 characters, no '..'"
@@ -292,7 +314,12 @@ def _control(document: Any) -> ControlRequest:
     unknown = set(document) - {"version", "action", "ids", "names", "drain"}
     if unknown:
         raise InvalidJob(f"{min(unknown)}: unknown field in a control request")
-    ids, names = document.get("ids", []), document.get("names", [])
-    if not all(isinstance(i, str) and is_job_id(i) for i in ids) or not all(isinstance(n, str) for n in names):
-        raise InvalidJob("ids: must be a list of job ids; names: a list of strings")
-    return ControlRequest(document["action"], tuple(ids), tuple(names), bool(document.get("drain", False)))
+    ids, names, drain = document.get("ids", []), document.get("names", []), document.get("drain", False)
+    # Checked as lists: "names": "prep" would otherwise cancel the jobs named p, r, e and p.
+    if not isinstance(ids, list) or not all(isinstance(i, str) and is_job_id(i) for i in ids):
+        raise InvalidJob("ids: must be a list of job ids")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidJob("names: must be a list of strings")
+    if not isinstance(drain, bool):
+        raise InvalidJob(f"drain: must be true or false, got {drain!r}")
+    return ControlRequest(document["action"], tuple(ids), tuple(names), drain)

@@ -10,6 +10,7 @@ apart from the job's own failure (docs/slurm.md).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import re
 import resource
@@ -407,9 +408,15 @@ def _open_streams(launch: Launch, devnull: int) -> tuple[int, int, int]:
         for field, path, flags in plan:
             full = path if os.path.isabs(path) or not launch.wd else os.path.join(launch.wd, path)
             try:
-                opened.append(os.open(full, flags | os.O_CLOEXEC, 0o644))
+                # O_NONBLOCK: opening a FIFO would otherwise wait for its other end, and hold up the
+                # manager with every job. A FIFO with no reader fails (ENXIO) instead; the job's own
+                # reads and writes block as usual once it is open.
+                fd = os.open(full, flags | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
             except OSError as error:
-                raise LaunchError(f"{field}: cannot open {full}: {error.strerror}") from error
+                hint = " (a FIFO with no reader)" if error.errno == errno.ENXIO else ""
+                raise LaunchError(f"{field}: cannot open {full}: {error.strerror}{hint}") from error
+            opened.append(fd)
+            os.set_blocking(fd, True)
     except LaunchError:
         for fd in opened:
             if fd != devnull:

@@ -280,9 +280,9 @@ class Manager:
                 # A flood: the rest is claimed at the next step, not at the next poll, and no event
                 # may come to wake the manager for files that are already there.
                 self._next_scan = now.mono
-        if scan:
+        if scan or self._intake.control_due(now.mono):
             # After intake, so that a cancel finds a job whose file arrived in the same scan.
-            for request in self._intake.control_requests():
+            for request in self._intake.control_requests(now.mono):
                 self._control(request, now)
         self._reap(now)
         self._requeue_after_backoff(now)
@@ -504,7 +504,11 @@ class Manager:
                 self._held.discard(job_id)
                 self._deps.forget(job_id)
             self._set(advance(record, JobState.CANCELED, reason="canceled by request", end_time=now.wall))
-        elif job_id not in self._kill_at:
+        elif job_id in self._kill_at:
+            # Already being stopped (its walltime ran out, or its manager stops): the cancel decides how
+            # it ends, so that it is neither retried nor queued again; the kill deadline stays.
+            self._stop_reason[job_id] = (JobState.CANCELED, "canceled by request")
+        else:
             self._terminate(job_id, JobState.CANCELED, "canceled by request", now.mono + self.settings.grace)
 
     def _terminate(self, job_id: str, state: JobState, reason: str, kill_deadline: float) -> None:

@@ -358,8 +358,15 @@ def iteration_spec(spec: JobSpec, index: int) -> JobSpec:
 
 
 def accepted_specs(document: Any) -> list[JobSpec]:
-    """The jobs of a file the manager accepted earlier: already validated and stamped with ids."""
+    """The jobs of a file the manager accepted earlier: already validated and stamped with ids.
+
+    Not validated again (a restart reads every accepted job); what would stop the start is refused:
+    InvalidJob for a document that is no job, or a job without its id.
+    """
     jobs = document if isinstance(document, list) else [document]
+    for job in jobs:
+        if not isinstance(job, dict) or not isinstance(job.get("id"), str) or not job["id"]:
+            raise InvalidJob("not an accepted job: every job is an object stamped with its id")
     return [_build_spec(job, iter(())) for job in jobs]
 
 

@@ -19,15 +19,16 @@ from typing import Any
 import orjson
 
 from fsqueue import model
+from fsqueue.errors import InvalidJob
 from fsqueue.journal import Journal
 from fsqueue.model import JobSpec, JobState
 from fsqueue.spool import (
     Spool,
+    Unsafe,
     atomic_write,
     is_job_id,
     is_submission_name,
     read_bytes,
-    read_json,
     revalidate,
 )
 
@@ -122,12 +123,17 @@ def _undo_unjournaled(spool: Spool, leftovers: list[str], journaled: Journaled) 
         path = spool.accepted / name
         try:
             data = read_bytes(path, fresh=False)
-            ids = [] if data is None else [job.get("id") for job in _jobs_of(orjson.loads(data))]
-        except (OSError, orjson.JSONDecodeError, AttributeError):
-            ids = []  # unreadable: a committed acceptance is durable and whole, so this one is not
-        else:
-            if data is None or any(job_id in journaled.latest or _has_status_file(spool, job_id) for job_id in ids):
-                continue
+        except OSError as error:  # cannot tell (an NFS soft mount timing out): leave both for the next start
+            log.error("cannot read %s: %s; it and %s are left as they are", path, error.strerror, spool.claimed / name)
+            continue
+        if data is None:
+            continue
+        try:
+            ids = [job.get("id") for job in _jobs_of(orjson.loads(data))]
+        except (orjson.JSONDecodeError, AttributeError):
+            ids = []  # torn: a committed acceptance is durable and whole, so this one is not
+        if any(job_id in journaled.latest or _has_status_file(spool, job_id) for job_id in ids):
+            continue
         log.warning("%s was accepted by a manager that died before it was journaled; reading it again from %s",
                     path, spool.claimed / name)
         path.unlink(missing_ok=True)
@@ -172,18 +178,18 @@ def _mend_accepted(spool: Spool, acceptances: Mapping[str, Mapping[str, Any]]) -
 def accepted_jobs(spool: Spool, journaled: Journaled) -> Iterator[Found]:
     """Every job of every accepted submission, with its last known state."""
     for name in spool.scan(spool.accepted).candidates:
-        if name in journaled.acceptances:
-            document = journaled.acceptances[name]["document"]
-        else:
-            try:
-                document = read_json(spool.accepted / name, fresh=False)  # the scan revalidated accepted/
-            except orjson.JSONDecodeError as error:
-                # Not from a crash alone (the journal would hold it): a damaged disk, or a journal moved
-                # aside. Said loudly, and the spool served all the same.
-                log.error("%s is unreadable (%s); its jobs are not queued: restore it, or move it aside",
-                          spool.accepted / name, error)
-                continue
-        specs = model.accepted_specs(document)
+        try:
+            if name in journaled.acceptances:
+                document = journaled.acceptances[name]["document"]
+            else:
+                document = orjson.loads(spool.read_accepted(name))  # the scan revalidated accepted/
+            specs = model.accepted_specs(document)
+        except (Unsafe, OSError, orjson.JSONDecodeError, InvalidJob) as error:
+            # Not from a crash alone (the journal would hold it): a damaged disk, a journal moved aside,
+            # or something planted there. Said loudly, never run, and the spool served all the same.
+            why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            log.error("%s: %s; its jobs are not queued: restore it, or move it aside", spool.accepted / name, why)
+            continue
         # One revalidation per file, and only the status files that can tell something the journal does not.
         statuses = spool.read_statuses(spec.id for spec in specs if journaled.may_lag(spec.id))
         for spec in specs:

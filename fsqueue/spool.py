@@ -128,7 +128,14 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = F
     path = os.fspath(path)
     directory, name = os.path.split(path)
     tmp = f"{directory}/.{name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(tmp, flags, mode)
+    except FileExistsError:
+        # Left by a writer of the same pid that died, or planted (a hard link to a file outside the
+        # spool): removed, never written through.
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, mode)
     try:
         try:
             if mode != 0o600:
@@ -465,6 +472,15 @@ class Spool:
 
     def read_request(self, path: str | Path) -> bytes:
         """Read a claimed file, refusing anything that another user owns or could have written."""
+        return self._read_checked(path, MAX_SUBMISSION_BYTES)
+
+    def read_accepted(self, name: str) -> bytes:
+        """Read accepted/NAME with read_request's checks: the manager runs what it holds, so a link, a
+        file another user owns or could have written, or one with a second name is refused. No size
+        limit: stamping ids into a file makes it larger than the limit it was read under."""
+        return self._read_checked(f"{self.accepted}/{name}", None)
+
+    def _read_checked(self, path: str | Path, max_size: int | None) -> bytes:
         # Refuse by type before opening: opening a device node as root can act (a tape rewinds, a
         # watchdog arms), and a socket fails with ENXIO, which names no cause. fstat below re-checks.
         try:
@@ -484,8 +500,9 @@ class Spool:
         try:
             info = os.fstat(fd)
             # The group may write files of its own into a spool it cannot enter, not into one it can.
-            _check_owned_file(info, group_may_write=lambda: not self.group_can_enter(), single_link=True)
-            return _read_all(fd, info.st_size)
+            _check_owned_file(info, group_may_write=lambda: not self.group_can_enter(), single_link=True,
+                              max_size=max_size)
+            return _read_all(fd, info.st_size, max_size)
         finally:
             os.close(fd)
 
@@ -493,6 +510,9 @@ class Spool:
         """A sweep's parameter file, named by a job: its lines become arguments, so it must be the user's
         own and writable by nobody else, the group included (it lies outside the spool, in any directory).
         ValueError says why not, for the job's rejection."""
+        info = os.stat(path)  # by type before opening, as read_request: opening a device can act
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"it is not a regular file (mode {stat.filemode(info.st_mode)})")
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             info = os.fstat(fd)
@@ -513,12 +533,15 @@ class Spool:
         target = self.rejected / f"{stamp}-{safe}"
         text = f"fsq: rejected {original_name!r}: {reason}\n"
         atomic_write(target.with_name(target.name + ".reason"), text.encode(), durable=True)
+        # The receipt before the move: if it cannot be written (a full disk), the file is still in
+        # claimed/ and the next try rejects it again, receipt and all. After the move, a failed receipt
+        # would leave a retry with no file to read, and a receipt saying so.
+        if receipt and is_submission_name(original_name):
+            self.write_receipt(original_name, {"state": "REJECTED", "reason": reason, "file": str(target)})
         try:
             os.rename(claimed, target)
         except FileNotFoundError:
             pass  # already moved by an earlier, interrupted attempt; the reason file says why
-        if receipt and is_submission_name(original_name):
-            self.write_receipt(original_name, {"state": "REJECTED", "reason": reason, "file": str(target)})
         return target
 
     def accept(self, name: str, stamped: bytes, *, durable: bool = False) -> None:
@@ -638,7 +661,7 @@ def read_json(path: Path, *, fresh: bool = True) -> Any:
 
 
 def _check_owned_file(info: os.stat_result, *, group_may_write: Callable[[], bool] = lambda: False,
-                      single_link: bool = False, hint: str = "") -> None:
+                      single_link: bool = False, hint: str = "", max_size: int | None = MAX_SUBMISSION_BYTES) -> None:
     """Refuse a file the manager would act on that another user owns or could have written, or that is
     not a regular file or too big (the rule for job files, control files and parameter files).
     `group_may_write` is asked only about a group-writable file (it may stat the spool root);
@@ -652,19 +675,19 @@ def _check_owned_file(info: os.stat_result, *, group_may_write: Callable[[], boo
         raise Unsafe(f"it has {info.st_nlink} hard links; it may be a file from outside the spool")
     if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not group_may_write()):
         raise Unsafe(f"other users could have written it (mode {stat.filemode(info.st_mode)}){hint}")
-    if info.st_size > MAX_SUBMISSION_BYTES:
-        raise Unsafe(f"it is {info.st_size} bytes; the limit is {MAX_SUBMISSION_BYTES}")
+    if max_size is not None and info.st_size > max_size:
+        raise Unsafe(f"it is {info.st_size} bytes; the limit is {max_size}")
 
 
-def _read_all(fd: int, size_hint: int) -> bytes:
-    chunks = []
+def _read_all(fd: int, size_hint: int, max_size: int | None = MAX_SUBMISSION_BYTES) -> bytes:
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, max(size_hint, 65536))
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
-        if sum(map(len, chunks)) > MAX_SUBMISSION_BYTES:
-            raise Unsafe(f"it grew past {MAX_SUBMISSION_BYTES} bytes while being read")
+        if max_size is not None and sum(map(len, chunks)) > max_size:
+            raise Unsafe(f"it grew past {max_size} bytes while being read")
 
 
 def _sanitize(name: str) -> str:

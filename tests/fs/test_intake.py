@@ -572,20 +572,23 @@ def test_control_requests_are_parsed_and_removed(spool: Spool) -> None:
     spool.publish(spool.control, "shutdown-2.json", orjson.dumps({"action": "shutdown", "drain": True}))
     spool.publish(spool.control, "shutdown-3.json", orjson.dumps({"action": "shutdown"}))
     intake = make_intake(spool)
-    assert intake.control_requests() == [
+    assert intake.control_requests(0.0) == [
         ControlRequest("cancel", (job_id,), ("train",)),
         ControlRequest("shutdown", drain=True),
         ControlRequest("shutdown", drain=False),
     ]
     assert os.listdir(spool.control) == [] and os.listdir(spool.rejected) == []
-    assert intake.control_requests() == []  # carried out at most once
+    assert intake.control_requests(0.0) == []  # carried out at most once
 
 
 @pytest.mark.parametrize("name, content, fragment", [
     ("c1.json", b'{"action": "reboot"}', '"action": "cancel" or "shutdown"'),
     ("c2.json", b'["cancel"]', '"action": "cancel" or "shutdown"'),
     ("c3.json", b'{"action": "cancel", "ids": ["../x"]}', "ids: must be a list of job ids"),
-    ("c4.json", b'{"action": "cancel", "names": [1]}', "names: a list of strings"),
+    ("c4.json", b'{"action": "cancel", "names": [1]}', "names: must be a list of strings"),
+    ("c4s.json", b'{"action": "cancel", "names": "prep"}', "names: must be a list of strings"),
+    ("c4i.json", b'{"action": "cancel", "ids": {}}', "ids: must be a list of job ids"),
+    ("c4d.json", b'{"action": "shutdown", "drain": "false"}', "drain: must be true or false, got 'false'"),
     ("c5.json", b'{"action": "shutdown", "force": true}', "force: unknown field"),
     ("c6.json", b"shutdown now", "not valid JSON"),
     ("c7.json", b'{"action": "cancel", "names": ["caf\xe9"]}', "not UTF-8"),
@@ -596,7 +599,7 @@ def test_bad_control_requests_are_rejected_with_their_reason(spool: Spool, name:
                                                              fragment: str) -> None:
     _write(spool.control, name, content)
     _write(spool.control, LAST, b'{"action": "shutdown"}')
-    assert make_intake(spool).control_requests() == [ControlRequest("shutdown")]
+    assert make_intake(spool).control_requests(0.0) == [ControlRequest("shutdown")]
     assert_rejected(spool, name, fragment, with_receipt=False)
     assert spool.read_receipt(name) is None  # receipts belong to submissions
     assert os.listdir(spool.control) == []
@@ -607,7 +610,7 @@ def test_bad_control_requests_are_rejected_with_their_reason(spool: Spool, name:
 def test_hostile_control_files_are_rejected(spool: Spool, outside: Path, nobody: int, build: Callable,
                                             fragment: str) -> None:
     name = build(spool.control, outside, nobody)
-    assert make_intake(spool).control_requests() == []
+    assert make_intake(spool).control_requests(0.0) == []
     assert_rejected(spool, name, fragment, with_receipt=False)
     assert spool.read_receipt(name) is None  # receipts belong to submissions
     assert os.listdir(spool.control) == []
@@ -618,9 +621,9 @@ def test_a_torn_control_request_waits_for_its_end(spool: Spool) -> None:
     fd = _writer(spool.control / "cancel-1.json")
     os.write(fd, b'{"action": "shut')
     intake = make_intake(spool)
-    assert intake.control_requests() == []
+    assert intake.control_requests(0.0) == []
     assert os.listdir(spool.control) == ["cancel-1.json"] and os.listdir(spool.rejected) == []
     os.write(fd, b'down"}')
     os.close(fd)
-    assert intake.control_requests() == [ControlRequest("shutdown")]
+    assert intake.control_requests(0.0) == [ControlRequest("shutdown")]
     assert os.listdir(spool.control) == []

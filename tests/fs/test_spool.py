@@ -298,3 +298,12 @@ def test_syncfs_flushes_the_filesystem_of_a_descriptor_and_says_why_it_cannot(sp
     with pytest.raises(OSError) as raised:
         syncfs(fd)  # closed: EBADF comes back as an OSError, not as a silent 0
     assert raised.value.errno == errno.EBADF
+
+
+def test_atomic_write_never_writes_through_a_name_planted_at_its_temporary_file(spool: Spool, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep")
+    os.link(outside, spool.status_dir / f".x.json.{os.getpid()}.tmp")  # a second name for a file outside
+    atomic_write(spool.status_dir / "x.json", b"new")
+    assert outside.read_bytes() == b"keep" and outside.stat().st_nlink == 1
+    assert (spool.status_dir / "x.json").read_bytes() == b"new"

@@ -190,12 +190,39 @@ def test_a_namesake_of_a_job_older_than_the_journal_never_undoes_it(tmp_path: Pa
     stop_in_process(manager)
 
 
-def test_an_unreadable_accepted_file_without_a_record_is_reported_and_the_spool_served(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+def _torn(path: Path, outside: Path) -> None:
+    path.write_bytes(b'{"id": "')  # no crash makes this (the journal would hold it): a damaged disk
+
+
+def _no_job(path: Path, outside: Path) -> None:
+    path.write_bytes(b"{}\n")
+
+
+def _directory(path: Path, outside: Path) -> None:
+    path.mkdir()
+
+
+def _fifo(path: Path, outside: Path) -> None:
+    os.mkfifo(path)
+
+
+def _link_to_another_users_job(path: Path, outside: Path) -> None:
+    outside.write_bytes(orjson.dumps({"id": IdMaker()(), "exec": "touch", "args": [str(outside) + ".ran"]}))
+    os.chown(outside, 65534, 65534)
+    path.symlink_to(outside)
+
+
+@pytest.mark.parametrize("plant", [_torn, _no_job, _directory, _fifo, _link_to_another_users_job],
+                         ids=lambda plant: plant.__name__.strip("_"))
+def test_what_cannot_be_an_accepted_file_is_reported_never_run_and_the_spool_served(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, plant: Any):
     spool = Spool.create(tmp_path / "spool")
     stop_in_process(start(spool))
-    (spool.accepted / "broken.json").write_bytes(b'{"id": "')  # no crash makes this: a damaged disk
+    outside = tmp_path / "outside.json"
+    plant(spool.accepted / "planted.json", outside)
     manager = start(spool)
-    assert "broken.json is unreadable" in caplog.text
+    assert "planted.json" in caplog.text and "its jobs are not queued" in caplog.text
     submit_and_finish(manager, spool)
+    assert manager.counts["SUCCEEDED"] == 1 and sum(manager.counts.values()) == 1
     stop_in_process(manager)
+    assert not Path(str(outside) + ".ran").exists()

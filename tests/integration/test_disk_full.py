@@ -59,3 +59,19 @@ def test_a_full_disk_stops_progress_not_the_manager(start_manager, small_fs: Pat
     assert replayed.torn_bytes == 0 and replayed.corrupt_lines == ()
     ended = {record["id"] for record in replayed.records if record.get("state") == "SUCCEEDED"}
     assert ended == set(receipt["ids"])
+
+
+def test_a_bad_control_request_on_a_full_disk_waits_and_the_manager_serves_on(start_manager, small_fs: Path):
+    root = small_fs / "spool"
+    manager = start_manager("--cores", "1", spool=root)
+    spool = Spool(root)
+    (spool.control / ".reboot.json").write_bytes(b'{"action": "reboot"}')
+    filler = fill_up(small_fs / "filler")
+    os.rename(spool.control / ".reboot.json", spool.control / "reboot.json")  # a rename needs no free block
+    wait_until(lambda: "cannot reject" in manager.log(), 30, manager.log)
+    assert manager.proc.poll() is None, "a full disk stops progress, not the manager"
+    assert (spool.control / "reboot.json").exists(), "kept, to be rejected with its reason when it can be"
+    filler.unlink()
+    wait_until(lambda: any(name.endswith("reboot.json.reason") for name in os.listdir(spool.rejected)), 30,
+               manager.log)
+    assert manager.proc.poll() is None

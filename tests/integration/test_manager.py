@@ -393,6 +393,25 @@ def test_submit_refuses_what_the_manager_would_reject_and_wait_a_spool_that_is_n
         assert mixed.returncode == 2 and "go with a command" in mixed.stderr.decode(), (option, mixed)
 
 
+def test_fifo_streams_never_hold_up_the_manager(start_manager, tmp_path):
+    manager = start_manager("--cores", "2")
+    fed, unread = tmp_path / "fed", tmp_path / "unread"
+    os.mkfifo(fed)
+    os.mkfifo(unread)
+    [writer] = submit(manager, "-", input=json.dumps({"exec": "true", "stdout": str(unread)}).encode())
+    refused = manager.wait_final(writer)
+    assert refused["state"] == "FAILED" and "a FIFO with no reader" in refused["reason"], refused
+    [after] = submit(manager, "--", "true")
+    assert manager.wait_final(after)["state"] == "SUCCEEDED", "the manager went on serving"
+    feed = os.open(fed, os.O_RDWR)  # the other end open first (O_RDWR: Linux opens it without waiting)
+    [reader] = submit(manager, "-", input=json.dumps({"exec": "cat", "stdin": str(fed)}).encode())
+    manager.wait_state(reader, "RUNNING")
+    os.write(feed, b"through the pipe\n")  # the job's read waits for it, the manager does not
+    os.close(feed)
+    done = manager.wait_final(reader)
+    assert done["state"] == "SUCCEEDED" and Path(done["stdout"]).read_text() == "through the pipe\n"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

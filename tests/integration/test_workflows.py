@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.conftest import run_fsq, wait_until
@@ -51,6 +52,19 @@ def test_walltime_stops_a_job_with_term_then_kill(start_manager, tmp_path):
     first, second = manager.wait_final(polite), manager.wait_final(stubborn)
     assert first["state"] == "TIMEOUT" and marker.exists() and first["reason"] == "ran past its walltime of 0.5 s"
     assert second["state"] == "TIMEOUT" and second["signal"] == 9
+
+
+def test_a_cancel_while_a_walltime_kill_is_under_way_ends_the_job_canceled_not_retried(start_manager, tmp_path):
+    manager = start_manager("--cores", "1", "--grace", "600")
+    termed, release = tmp_path / "termed", tmp_path / "release"
+    script = f"trap 'touch {termed}' TERM; until [ -e {release} ]; do sleep 0.05; done"
+    [job] = submit_jobs(manager, [{"script": script, "walltime": 0.5, "retries": 1}])
+    wait_until(termed.exists, 30, lambda: str(manager.status(job)))  # its walltime ran out: TERM, then a grace
+    run_fsq("cancel", job, spool=manager.spool, check=True)
+    wait_until(lambda: not os.listdir(manager.spool / "control"), 30)  # read, and acted on in the same step
+    release.touch()
+    final = manager.wait_final(job)
+    assert (final["state"], final["attempt"], final["reason"]) == ("CANCELED", 1, "canceled by request"), final
 
 
 def test_retries_run_again_with_the_attempt_number(start_manager, tmp_path):

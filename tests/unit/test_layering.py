@@ -25,7 +25,7 @@ ALLOWED = {
     "intake": {"model", "spool", "errors"},
     "launcher": {"model"},
     "watch": set(),
-    "recovery": {"model", "journal", "spool"},
+    "recovery": {"model", "journal", "spool", "errors"},
     "manager": {"model", "scheduler", "deps", "intake", "joblog", "journal", "launcher", "recovery", "resources",
                 "spool", "sweep_run", "errors"},
     "serve": {"manager", "spool", "watch", "errors", "lease"},
