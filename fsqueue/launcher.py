@@ -195,8 +195,8 @@ class SrunLauncher:
         null_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         null_out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            started = self._children.spawn(launch.job_id, self._srun, argv, launch.env, (null_in, null_out, log_fd),
-                                           None, None)
+            started = self._children.spawn(launch.job_id, self._srun, argv, srun_environment(launch.env),
+                                           (null_in, null_out, log_fd), None, None)
         finally:
             for fd in (log_fd, null_in, null_out):
                 os.close(fd)
@@ -220,8 +220,8 @@ class SrunLauncher:
         return exits
 
     def signal(self, job_id: str, signum: int) -> None:
-        # srun forwards SIGTERM to the step's tasks and ends the step after Slurm's KillWait;
-        # SIGKILL ends srun itself, and slurmd then kills the orphaned step.
+        # srun does not forward SIGTERM: it answers "forcing job termination" and SIGKILLs the tasks
+        # (docs/slurm.md, known limitation). SIGKILL ends srun itself; slurmd then ends the orphaned step.
         self._children.signal(job_id, signum)
 
     def pid_of(self, job_id: str) -> int | None:
@@ -318,6 +318,24 @@ def srun_argv(launch: Launch, srun: str = "srun", mem_per_cpu_mb: int | None = N
     if launch.gpus_per_node:
         argv.append(f"--gpus-per-node={launch.gpus_per_node}")
     return [*argv, *launch.argv]
+
+
+# Variables srun reads as defaults for options the manager does not give every step (srun(1), "INPUT
+# ENVIRONMENT VARIABLES"). Set by the batch script's own options (sbatch --gpus-per-node=4, --export=NONE,
+# --hint=nomultithread), they would make each step of a CPU-only job ask for GPUs and queue behind the
+# others inside srun, or drop the job's environment. A step asks for what the manager placed, nothing more.
+SRUN_DEFAULTS_FROM_ENV = frozenset({
+    "SLURM_GPUS", "SLURM_GPUS_PER_NODE", "SLURM_GPUS_PER_SOCKET", "SLURM_GPUS_PER_TASK", "SLURM_CPUS_PER_GPU",
+    "SLURM_MEM_PER_GPU", "SLURM_NTASKS_PER_GPU", "SLURM_GPU_BIND", "SLURM_GPU_FREQ", "SLURM_GRES",
+    "SLURM_TRES_PER_TASK", "SLURM_TRES_BIND", "SLURM_NTASKS_PER_TRES", "SLURM_HINT", "SLURM_DISTRIBUTION",
+    "SLURM_DIST_PLANESIZE", "SLURM_NTASKS_PER_CORE", "SLURM_NTASKS_PER_SOCKET", "SLURM_THREADS_PER_CORE",
+    "SLURM_OVERCOMMIT", "SLURM_EXPORT_ENV", "SRUN_EXPORT_ENV",
+})
+
+
+def srun_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment srun runs with: the job's, without the option defaults above. Pure."""
+    return {key: value for key, value in env.items() if key not in SRUN_DEFAULTS_FROM_ENV}
 
 
 def _pattern_free(path: str) -> str:

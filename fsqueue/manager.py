@@ -451,17 +451,20 @@ class Manager:
         for job_id in outcome.ready:
             if job_id in self._held:
                 self._held.discard(job_id)
-                self._make_ready(job_id)
+                self._make_ready(job_id, wall)
         for job_id, reason in outcome.doomed:
             if job_id in self._held:
                 self._held.discard(job_id)
                 self._set(advance(self.records[job_id], JobState.SKIPPED, reason=reason, end_time=wall))
 
-    def _make_ready(self, job_id: str) -> None:
+    def _make_ready(self, job_id: str, wall: float) -> None:
+        request = _request(self.records[job_id].spec)
+        if self._no_longer_fits(job_id, request, wall):
+            return
         last = next(reversed(self._queue), None)
         if last is not None and self._order(job_id) < self._order(last):
             self._queue_unsorted = True  # sorted once, before the next plan
-        self._queue[job_id] = _request(self.records[job_id].spec)
+        self._queue[job_id] = request
         self._plan_needed = True
 
     def _order(self, job_id: str) -> tuple[int, int, int]:
@@ -567,7 +570,7 @@ class Manager:
         reason = f"{why}; running it again ({left} retr{'y' if left == 1 else 'ies'} left after this one)"
         self._set(advance(record, JobState.QUEUED, attempt=record.attempt + 1, failures=record.failures + 1,
                           reason=reason, **changes))
-        self._make_ready(record.spec.id)
+        self._make_ready(record.spec.id, changes.get("end_time") or record.submit_time)
 
     def _launch_failed(self, record: JobRecord, message: str, nodes: tuple[str, ...], now: Now) -> None:
         """The job never ran: try again later, elsewhere if a node is to blame; never charge the job."""
@@ -591,13 +594,24 @@ class Manager:
         self._excluded[node] = why
         self._free[node].clear()
         self._info_changed = True
-        capacity = {name: cores for name, cores in self._capacity.items() if name not in self._excluded}
+        # The jobs in the ready queue now; the others (in back-off, waiting for dependencies, sweep
+        # iterations not made yet) are judged when they become ready (_make_ready).
         for job_id, request in list(self._queue.items()):
-            reason = scheduler.never_fits(request, capacity, self._gpu_capacity)
-            if reason:
+            if self._no_longer_fits(job_id, request, now.wall):
                 del self._queue[job_id]
-                self._set(advance(self.records[job_id], JobState.FAILED, end_time=now.wall,
-                                  reason=f"can no longer start: {reason} (node {node} was taken out: {why})"))
+
+    def _no_longer_fits(self, job_id: str, request: scheduler.Request, wall: float) -> bool:
+        """Fail a job that nodes taken out of the pool leave no room for; True if it was."""
+        if not self._excluded:
+            return False
+        capacity = {name: cores for name, cores in self._capacity.items() if name not in self._excluded}
+        reason = scheduler.never_fits(request, capacity, self._gpu_capacity)
+        if reason is None:
+            return False
+        out = "; ".join(f"{node}: {why}" for node, why in self._excluded.items())
+        self._set(advance(self.records[job_id], JobState.FAILED, end_time=wall,
+                          reason=f"can no longer start: {reason} (nodes taken out of the pool: {out})"))
+        return True
 
     def _requeue_after_backoff(self, now: Now) -> None:
         ready = [job_id for job_id, when in self._backoff.items() if when <= now.mono]
@@ -606,7 +620,7 @@ class Manager:
         for job_id in ready:
             del self._backoff[job_id]
             if self.records[job_id].state == JobState.QUEUED:
-                self._make_ready(job_id)
+                self._make_ready(job_id, now.wall)
 
     def _release(self, record: JobRecord) -> None:
         if record.placement:
@@ -724,7 +738,10 @@ class Manager:
         node, cores = placement.cores[0]
         pins = self._pins.get(node)
         cpus = frozenset(pins[core] for core in cores) if pins is not None and len(placement.cores) == 1 else None
-        return Launch(spec.id, spec.argv, env, spec.wd, spec.stdin, record.stdout, record.stderr, cpus, placement,
+        # stdin joined to wd here, like stdout and stderr: srun opens --input itself, in its own
+        # directory on the manager's node (--chdir moves only the tasks).
+        stdin = _absolute(spec.stdin, spec.wd) if spec.stdin else None
+        return Launch(spec.id, spec.argv, env, spec.wd, stdin, record.stdout, record.stderr, cpus, placement,
                       spec.tasks_per_node, self.spool.launch_log(spec.id), spec.gpus)
 
     # -- records -----------------------------------------------------------------------------------

@@ -110,6 +110,9 @@ def test_a_job_that_forges_status_files_cannot_change_what_a_restart_believes(st
     [forger] = _submit(manager.spool, [{"name": "forger", "script": forger_script}])
     [victim] = _submit(manager.spool, [{"exec": "touch", "args": [str(ran)],
                                         "after": [{"job": "forger", "when": "afterany"}]}])
+    # Its QUEUED state written first (after Settings.write_delay): else that write could land on top
+    # of the forgery, and the test would check nothing.
+    manager.wait_state(victim, "QUEUED")
     id_file.write_text(victim)
     wait_until(forged.exists, 30, manager.log)
     assert manager.status(victim)["state"] == "SUCCEEDED", "the forgery is on disk"

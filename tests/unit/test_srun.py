@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from fsqueue.launcher import Launch, classify_srun_exit, srun_argv
+from fsqueue.launcher import Launch, classify_srun_exit, srun_argv, srun_environment
 from fsqueue.model import Placement
 
 
@@ -109,3 +109,11 @@ def test_a_task_failure_keeps_srun_words_as_detail():
 def test_gpus_per_node_flag():
     assert "--gpus-per-node=2" in srun_argv(launch({"n1": 4}, gpus_per_node=2))
     assert not any(arg.startswith("--gpus") for arg in srun_argv(launch({"n1": 4})))
+
+
+def test_srun_runs_without_the_batch_scripts_option_defaults_and_keeps_the_rest() -> None:
+    # sbatch --gpus-per-node=4 --export=NONE --hint=nomultithread leave these for every srun inside.
+    env = {"SLURM_GPUS_PER_NODE": "4", "SLURM_EXPORT_ENV": "NONE", "SLURM_HINT": "nomultithread",
+           "SLURM_JOB_ID": "12", "SLURM_JOB_NODELIST": "n[1-2]", "FSQ_JOB_ID": "x", "PATH": "/usr/bin"}
+    assert srun_environment(env) == {"SLURM_JOB_ID": "12", "SLURM_JOB_NODELIST": "n[1-2]", "FSQ_JOB_ID": "x",
+                                     "PATH": "/usr/bin"}
