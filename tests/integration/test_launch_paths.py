@@ -16,15 +16,19 @@ from tests.conftest import now
 
 
 class Recording:
+    """A launcher that starts nothing: it records each launch; its jobs never end unless told to."""
+
     def __init__(self) -> None:
         self.launches: list[Launch] = []
+        self.ended: list[Exit] = []
 
     def start(self, launch: Launch) -> float:
         self.launches.append(launch)
         return time.time()
 
     def reap(self) -> list[Exit]:
-        return []
+        ended, self.ended = self.ended, []
+        return ended
 
     def signal(self, job_id: str, signum: int) -> None:
         pass

@@ -6,7 +6,6 @@ not Slurm's (tests/slurm/test_pilot.py takes a real node out)."""
 from __future__ import annotations
 
 import os
-import time
 
 from fsqueue import client
 from fsqueue.launcher import Exit, Launch
@@ -14,33 +13,22 @@ from fsqueue.manager import NODE_FAILURE_LIMIT, Manager, Settings
 from fsqueue.resources import Allocation, Node
 from fsqueue.spool import Spool
 from tests.conftest import now
+from tests.integration.test_launch_paths import Recording
 
 
-class FailingOn:
+class FailingOn(Recording):
     """Every launch that touches `node` fails there; the others never end (they are not under test)."""
 
     def __init__(self, node: str) -> None:
+        super().__init__()
         self.node = node
-        self.ended: list[Exit] = []
-        self.launched: list[str] = []
 
     def start(self, launch: Launch) -> float:
-        self.launched.append(launch.job_id)
         assert launch.placement is not None
         if self.node in launch.placement.nodes:
             self.ended.append(Exit(launch.job_id, 1, None, None, failed_nodes=(self.node,),
                                    launch_failure=f"srun: error: Task launch failed on node {self.node}: boom"))
-        return time.time()
-
-    def reap(self) -> list[Exit]:
-        ended, self.ended = self.ended, []
-        return ended
-
-    def signal(self, job_id: str, signum: int) -> None:
-        pass
-
-    def pid_of(self, job_id: str) -> int | None:
-        return None
+        return super().start(launch)
 
 
 def test_a_job_in_back_off_when_its_node_is_taken_out_fails_instead_of_waiting_forever(tmp_path):
