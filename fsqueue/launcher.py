@@ -367,10 +367,20 @@ def classify_srun_exit(job_id: str, code: int, log_text: str) -> Exit:
         nodes = tuple(dict.fromkeys(match for line in launch_errors for match in _NODE_IN_ERROR.findall(line)))
         return Exit(job_id, code, None, None, launch_failure=launch_errors[-1].strip(), failed_nodes=nodes)
     detail = "; ".join(f"{node}: {what}" for node, what in tasks_ended[:3]) or None
-    # srun reports a task killed by a signal as 128 + the signal number (137 for SIGKILL).
-    if tasks_ended and code > 128 and any(what.startswith(("Killed", "Terminated")) for _, what in tasks_ended):
+    # srun reports a task killed by a signal as 128 + the signal number (137 for SIGKILL), and names
+    # it as strsignal(3) does ("Killed", "Segmentation fault (core dumped)"): the same signal as local
+    # mode reports, not an exit code.
+    if tasks_ended and code > 128 and (described := _signal_text(code - 128)) and any(
+            what.startswith(described) for _, what in tasks_ended):
         return Exit(job_id, None, code - 128, None, detail=detail)
     return Exit(job_id, code, None, None, detail=detail)
+
+
+def _signal_text(number: int) -> str | None:
+    try:
+        return signal.strsignal(number)
+    except ValueError:
+        return None
 
 
 def _exit_of(job_id: str, status: int, rusage: os.struct_rusage,  # type: ignore[name-defined]

@@ -80,6 +80,7 @@ NODE_DEAD = ("srun: error: slurm_receive_msgs: [[localhost]:16821] failed: Socke
              "srun: error: Application launch failed: Socket timed out on send/recv operation\n"
              "srun: Job step aborted\n")
 BINDING_NOTE = "srun: cluster configuration lacks support for cpu binding\n"
+SEGFAULT = "srun: error: n1: task 0: Segmentation fault\nsrun: launch/slurm: _step_signal: Terminating StepId=91.0\n"
 
 
 @pytest.mark.parametrize(
@@ -88,6 +89,9 @@ BINDING_NOTE = "srun: cluster configuration lacks support for cpu binding\n"
         pytest.param(0, BINDING_NOTE, 0, None, None, (), id="success"),
         pytest.param(3, TASK_EXIT_3, 3, None, None, (), id="task-exit"),
         pytest.param(137, TASK_KILLED, None, 9, None, (), id="task-killed"),
+        pytest.param(139, SEGFAULT, None, 11, None, (), id="task-segfault"),
+        pytest.param(139, "srun: error: n1: task 0: Exited with exit code 139\n", 139, None, None, (),
+                     id="exit-code-139-is-an-exit-code"),
         pytest.param(2, BAD_EXEC, 2, None, None, (), id="bad-exec-is-the-job"),
         pytest.param(1, NO_STEP, 1, None, NO_STEP.strip(), (), id="no-step"),
         pytest.param(140, NODE_DEAD, 140, None, "srun: error: Application launch failed: Socket timed out on send/recv operation",
