@@ -68,8 +68,9 @@ class Intake:
         self._ids = ids
         self._torn_grace = torn_grace
         self._torn: dict[str, tuple[float, int]] = {}  # name in claimed/ -> (first seen, size then)
-        # Accepted, but their claimed copies stay until the journal that holds them is synced (release()).
-        self._unreleased: set[str] = set()
+        # Accepted (name -> its job ids), but not answered yet: the receipt waits, and the claimed copy
+        # stays, until the manager's journal that holds the acceptance is synced (release()).
+        self._unreleased: dict[str, list[str]] = {}
         self._control_retry: float | None = None  # when control/ is read again after a request could not be settled
         self.more_waiting = False  # the last scan stopped at its limit: files are left in incoming/
 
@@ -91,13 +92,16 @@ class Intake:
             if submission is not None:
                 accepted.append(submission)
                 batch_ids.update(spec.id for spec in submission.specs)
-        self._unreleased.update(submission.name for submission in accepted)
+        self._unreleased.update((submission.name, [spec.id for spec in submission.specs]) for submission in accepted)
         return accepted
 
     def release(self) -> None:
-        """The journal now durably holds every submission accepted so far: drop their claimed copies."""
-        self._spool.drop_claimed(self._unreleased)
-        self._unreleased.clear()
+        """The journal now durably holds every submission accepted so far: write each one's receipt, then
+        drop its claimed copy. One that fails (a full disk) stays, for the next call."""
+        for name, ids in list(self._unreleased.items()):
+            self._spool.write_accepted_receipt(name, ids)
+            self._spool.drop_claimed(name)
+            del self._unreleased[name]
 
     @property
     def unreleased(self) -> bool:
@@ -249,7 +253,6 @@ class Intake:
                 continue
             path.unlink(missing_ok=True)
         return requests
-
 
     def _retry_control(self, now: float, what: str, path: Path, failure: OSError) -> None:
         log.error("cannot %s %s: %s; it is tried again in %g s", what, path, failure.strerror, self._torn_grace)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import os
 import re
 import resource
@@ -444,7 +445,9 @@ def _open_streams(launch: Launch, devnull: int) -> tuple[int, int, int]:
                 hint = " (a FIFO with no reader)" if error.errno == errno.ENXIO else ""
                 raise LaunchError(f"{field}: cannot open {full}: {error.strerror}{hint}") from error
             opened.append(fd)
-            os.set_blocking(fd, True)
+            # Blocking again for the job, in one call (os.set_blocking reads the flags first): none of the
+            # flags F_SETFL could set (O_APPEND, O_ASYNC, O_DIRECT, O_NOATIME) is ever used here.
+            fcntl.fcntl(fd, fcntl.F_SETFL, 0)
     except LaunchError:
         for fd in opened:
             if fd != devnull:

@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from fsqueue import model, recovery, scheduler
 from fsqueue.deps import After, Dependencies, Outcome
 from fsqueue.errors import JournalWriteError
@@ -134,9 +132,6 @@ class Manager:
         # Ids canceled before their file was seen (on NFS a listing can lag): canceled on arrival.
         self._canceled_early: set[str] = set()
         self._dirty: dict[str, None] = {}  # jobs whose status file is behind, oldest change first
-        # Accepted submissions whose receipts wait for the journal that holds them to be synced: a reader
-        # never sees ids that a crash of the machine could take back.
-        self._receipts_due: list[tuple[str, list[str]]] = []
         # Jobs whose new QUEUED or RUNNING state is not written yet (Settings.write_delay): monotonic time
         # from which it may be. A job leaves when that time comes (it becomes dirty) or when anything else
         # happens to it (written as usual). The deque keeps them oldest first (every hold is as long), and
@@ -341,9 +336,7 @@ class Manager:
     def _admit(self, submission: Submission, now: Now) -> None:
         if self.journal is not None:
             # The durable copy of accepted/NAME until the next compaction, ahead of its jobs' records.
-            self.journal.append({"accepted": submission.name, "digest": submission.digest,
-                                 "document": orjson.Fragment(submission.stamped)})
-        ids = []
+            self.journal.append(recovery.acceptance_record(submission.name, submission.digest, submission.stamped))
         for spec in submission.specs:
             record = self._new_record(spec, submission.name, now.wall)
             request = _request(spec)
@@ -357,8 +350,6 @@ class Manager:
                 self._set(record, held_from=now.mono)
                 self._enqueue(record, now)
                 self._cancel_if_asked(spec.id, now)
-            ids.append(spec.id)
-        self._receipts_due.append((submission.name, ids))
 
     def _new_record(self, spec: JobSpec, submission: str, submit_time: float) -> JobRecord:
         return JobRecord(
@@ -807,7 +798,8 @@ class Manager:
             job_id = self._write_held_order.popleft()
             del self._write_held[job_id]
             self._dirty.setdefault(job_id, None)
-        due = (self._dirty or self._receipts_due or self._intake.unreleased) and (force or now.mono >= self._next_flush)
+        # Receipts wait for the same sync: a reader never sees ids that a crash of the machine could take back.
+        due = (self._dirty or self._intake.unreleased) and (force or now.mono >= self._next_flush)
         # The journal first: a status file never says more than the journal a restart would read. One
         # fsync per flush window, for every transition of every job since the last (group commit).
         if due and not self._commit_journal(now, durable=True):
@@ -822,7 +814,7 @@ class Manager:
             batch = len(self._dirty) if force or not self._running else FLUSH_BATCH
             written = 0
             try:
-                self._write_receipts()
+                self._intake.release()  # the receipts, now that the journal holds the acceptances
                 for job_id in list(itertools.islice(self._dirty, batch)):
                     self._write_status(self.records[job_id])
                     del self._dirty[job_id]
@@ -836,17 +828,6 @@ class Manager:
                     self._next_flush = now.mono  # more to write: the next step, not the next window
         if now.mono >= self._next_info_due():
             self._write_info_safely(now)
-
-    def _write_receipts(self) -> None:
-        """The journal holds every acceptance so far: tell the submitters, and drop the claimed copies."""
-        written = 0
-        try:
-            for name, ids in self._receipts_due:
-                self.spool.write_receipt(name, {"state": "ACCEPTED", "ids": ids})
-                written += 1
-        finally:
-            del self._receipts_due[:written]
-        self._intake.release()
 
     def _first_write_held(self) -> float | None:
         """When the oldest held state may be written; None if none is held."""
@@ -925,7 +906,7 @@ class Manager:
     def next_deadline(self, now: Now) -> float:
         """The monotonic time by which step() must run again, whatever wakes the manager or not."""
         deadlines = [self._next_scan, self._next_info_due()]
-        if self._dirty or self._receipts_due or self._intake.unreleased:
+        if self._dirty or self._intake.unreleased:
             deadlines.append(self._next_flush)
         first_held = self._first_write_held()
         if first_held is not None:

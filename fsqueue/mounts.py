@@ -319,8 +319,8 @@ def guarantees(mount: Mount | None, same_filesystem: bool, poll: float | None) -
         lines.append(_seen_from_other_nodes(fs, options, poll_text))
     lines.append(_one_manager(fs, options))
     lines.append("Durable: fsq submit fsyncs the file and incoming/ before it returns, and the manager fsyncs "
-                 "each acceptance in its journal before it answers; status files and manager.json are not fsynced (the next manager "
-                 "rewrites them). Execution is at least once (docs/spool.md).")
+                 "each acceptance in its journal before it answers; status files and manager.json are not "
+                 "fsynced (the next manager rewrites them). Execution is at least once (docs/spool.md).")
     return lines
 
 

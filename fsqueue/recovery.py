@@ -25,7 +25,7 @@ from fsqueue.model import JobSpec, JobState
 from fsqueue.spool import (
     Spool,
     Unsafe,
-    atomic_write,
+    accepted_receipt,
     is_job_id,
     is_submission_name,
     read_bytes,
@@ -71,6 +71,12 @@ class Found:
     on_disk: Mapping[str, Any] | None  # its status file as read; None if missing or not read
     # It ended, and its status file lags the journal (the manager died in between): to be written again.
     lags: bool = False
+
+
+def acceptance_record(name: str, dropped_digest: str, stamped: bytes) -> dict[str, Any]:
+    """The journal record of an accepted submission, as open_journal() reads it back: its file name, a
+    digest of the file as dropped, and accepted/NAME's document (already serialized: orjson copies it)."""
+    return {"accepted": name, "digest": dropped_digest, "document": orjson.Fragment(stamped)}
 
 
 def open_journal(spool: Spool, now: float) -> tuple[Journal, Journaled]:
@@ -129,8 +135,8 @@ def _undo_unjournaled(spool: Spool, leftovers: list[str], journaled: Journaled) 
         if data is None:
             continue
         try:
-            ids = [job.get("id") for job in _jobs_of(orjson.loads(data))]
-        except (orjson.JSONDecodeError, AttributeError):
+            ids = _ids_of(orjson.loads(data))
+        except orjson.JSONDecodeError:
             ids = []  # torn: a committed acceptance is durable and whole, so this one is not
         if any(job_id in journaled.latest or _has_status_file(spool, job_id) for job_id in ids):
             continue
@@ -164,9 +170,8 @@ def _mend_accepted(spool: Spool, acceptances: Mapping[str, Mapping[str, Any]]) -
             intact = False
         if not intact:
             log.warning("%s was lost or damaged; written again from the journal", path)
-            atomic_write(path, expected, durable=True, sync_directory=False)
-        receipt = {"state": "ACCEPTED", "ids": [job.get("id") for job in _jobs_of(record["document"])
-                                                if isinstance(job, dict)]}
+            spool.accept(name, expected, durable=True)
+        receipt = accepted_receipt(_ids_of(record["document"]))
         try:
             told = spool.read_receipt(name, fresh=False) == receipt
         except orjson.JSONDecodeError:
@@ -196,8 +201,7 @@ def accepted_jobs(spool: Spool, journaled: Journaled) -> Iterator[Found]:
             on_disk = statuses.get(spec.id)
             status = _newer(on_disk, journaled.latest.get(spec.id)) or {}
             state = state_of(status)
-            lags = state is not None and state.is_final and journaled.may_lag(spec.id) and _lags(on_disk, status)
-            yield Found(spec, name, status, state, on_disk, lags)
+            yield Found(spec, name, status, state, on_disk, _ended_unwritten(journaled, spec.id, state, on_disk, status))
 
 
 def iteration_statuses(spool: Spool, sweeps: Mapping[str, tuple[JobSpec, str]], journaled: Journaled,
@@ -221,7 +225,7 @@ def iteration_statuses(spool: Spool, sweeps: Mapping[str, tuple[JobSpec, str]], 
             continue
         found[sweep_id][int(index)] = latest
         state = state_of(latest)
-        if state is not None and state.is_final and journaled.may_lag(job_id) and _lags(on_disk, latest):
+        if _ended_unwritten(journaled, job_id, state, on_disk, latest):
             spec, submission = sweeps[sweep_id]
             lagging.append(Found(model.iteration_spec(spec, int(index)), submission, latest, state, on_disk, True))
     return found, lagging
@@ -250,12 +254,18 @@ def state_of(status: Mapping[str, Any]) -> JobState | None:
     return JobState(state) if state in JobState.__members__ else None
 
 
-def _jobs_of(document: Any) -> list[Any]:
-    return document if isinstance(document, list) else [document]
+def _ids_of(document: Any) -> list[Any]:
+    """The ids an accepted document's jobs carry (a job that is no object has none)."""
+    jobs = document if isinstance(document, list) else [document]
+    return [job.get("id") for job in jobs if isinstance(job, dict)]
 
 
-def _lags(on_disk: Mapping[str, Any] | None, journaled: Mapping[str, Any]) -> bool:
-    return on_disk is not journaled and (on_disk is None or on_disk.get("seq", 0) < journaled.get("seq", 0))
+def _ended_unwritten(journaled: Journaled, job_id: str, state: JobState | None, on_disk: Mapping[str, Any] | None,
+                     latest: Mapping[str, Any]) -> bool:
+    """The job ended, and its status file lags the journal (the manager died between the two)."""
+    if state is None or not state.is_final or not journaled.may_lag(job_id):
+        return False
+    return on_disk is not latest and (on_disk is None or on_disk.get("seq", 0) < latest.get("seq", 0))
 
 
 def _newer(status: Mapping[str, Any] | None, journaled: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

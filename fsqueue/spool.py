@@ -550,11 +550,10 @@ class Spool:
         journal has been synced (drop_claimed)."""
         atomic_write(f"{self.accepted}/{name}", stamped, durable=durable, sync_directory=False)
 
-    def drop_claimed(self, names: Iterable[str]) -> None:
-        """The claimed copies of submissions whose acceptance is durable: no longer needed."""
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{self.claimed}/{name}")
+    def drop_claimed(self, name: str) -> None:
+        """The claimed copy of a submission whose acceptance is durable: no longer needed."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{self.claimed}/{name}")
 
     def sync_accepted(self) -> None:
         """Make every accepted file written so far durable, before the journal records that hold them go.
@@ -573,6 +572,9 @@ class Spool:
     def is_known_submission(self, name: str) -> bool:
         """Whether accepted/ has `name`; the caller revalidated accepted/ first (one GETATTR per batch)."""
         return os.path.lexists(f"{self.accepted}/{name}")
+
+    def write_accepted_receipt(self, name: str, ids: Iterable[str]) -> None:
+        self.write_receipt(name, accepted_receipt(ids))
 
     def write_receipt(self, name: str, document: dict[str, Any]) -> None:
         atomic_write(f"{self.receipts}/{name}", orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE),
@@ -613,6 +615,11 @@ class Spool:
 
     def read_manager_info(self) -> dict[str, Any] | None:
         return read_json(self.manager_file)
+
+
+def accepted_receipt(ids: Iterable[str]) -> dict[str, Any]:
+    """receipts/NAME of an accepted submission: the ids of its jobs, in file order (docs/spool.md)."""
+    return {"state": "ACCEPTED", "ids": list(ids)}
 
 
 def heartbeat_window(interval: float) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from fsqueue.launcher import Exit, Launch
 from fsqueue.manager import Manager, Now
 from fsqueue.spool import Spool, read_json
 
@@ -162,6 +163,28 @@ def stop_in_process(manager: Manager) -> None:
     manager.stop("test over", now())
     wait_until(lambda: manager.step(now()) or manager.finished, 20, "the manager to stop its jobs")
     manager.finish(now())
+
+
+class RecordingLauncher:
+    """A launcher that starts nothing: it records each launch; its jobs never end unless told to."""
+
+    def __init__(self) -> None:
+        self.launches: list[Launch] = []
+        self.ended: list[Exit] = []
+
+    def start(self, launch: Launch) -> float:
+        self.launches.append(launch)
+        return time.time()
+
+    def reap(self) -> list[Exit]:
+        ended, self.ended = self.ended, []
+        return ended
+
+    def signal(self, job_id: str, signum: int) -> None:
+        pass
+
+    def pid_of(self, job_id: str) -> int | None:
+        return None
 
 
 @contextlib.contextmanager

@@ -12,11 +12,10 @@ from fsqueue.launcher import Exit, Launch
 from fsqueue.manager import NODE_FAILURE_LIMIT, Manager, Settings
 from fsqueue.resources import Allocation, Node
 from fsqueue.spool import Spool
-from tests.conftest import now
-from tests.integration.test_launch_paths import Recording
+from tests.conftest import RecordingLauncher, now
 
 
-class FailingOn(Recording):
+class FailingOn(RecordingLauncher):
     """Every launch that touches `node` fails there; the others never end (they are not under test)."""
 
     def __init__(self, node: str) -> None:
